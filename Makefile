@@ -1,0 +1,36 @@
+# The README's two commands are `make demo` and `make test`; both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Re-install whenever pyproject.toml changes.
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# PyTorch is a benchmark extra only. The CPU wheel is pinned so a CPU box does not pull a CUDA build;
+# on a GPU machine use `make bench TORCH=torch`.
+TORCH ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: install demo test bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	rm -f $(VENV)/.installed-*
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m sinr_jax.demo --workdir=runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m pip install -q '$(TORCH)'
+	$(PY) benchmarks/sinr_train_throughput.py
+
+clean:
+	rm -rf runs .pytest_cache
