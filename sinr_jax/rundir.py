@@ -1,0 +1,69 @@
+"""The run directory: what a training run writes and what `sinr_jax.load` reads back.
+
+  <run>/model.json     model and input specification (enough to rebuild the model without a config)
+  <run>/taxa.json      the class index: taxon id of every output
+  <run>/config.json    the full training config (for the record)
+  <run>/checkpoints/   orbax checkpoints (atomic; the newest complete one is what resume and load use)
+  <run>/metrics.jsonl  training metrics; <run>/plots/ training curves
+Metadata files are written atomically before the first checkpoint, so a run killed at any point
+leaves either a resumable directory or one with no checkpoint (which a resume starts afresh).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from ecorep import io
+from sinr_jax.errors import CheckpointMismatchError, SinrInputError
+
+FORMAT = "sinr_jax.run/1"
+MODEL_FILE = "model.json"
+TAXA_FILE = "taxa.json"
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+
+
+def model_spec(*, num_species: int, input_dim: int, encoder: str, width: int, depth: int,
+               dropout: float, input_kind: str, env_raster: str | None,
+               env_shape: tuple[int, ...] | None) -> dict:
+  return {
+      "format": FORMAT,
+      "model": {"num_species": int(num_species), "input_dim": int(input_dim), "encoder": encoder,
+                "width": int(width), "depth": int(depth), "dropout": float(dropout)},
+      "input": {"kind": input_kind,
+                "env_raster": None if env_raster is None else os.path.abspath(env_raster),
+                "env_shape": None if env_shape is None else list(env_shape)},
+  }
+
+
+def read_model_spec(run_dir: str) -> dict:
+  path = os.path.join(run_dir, MODEL_FILE)
+  if not os.path.isfile(path):
+    raise SinrInputError("not a sinr_jax run directory (no model.json)", file=path)
+  try:
+    with open(path, encoding="utf-8") as f:
+      spec = json.load(f)
+  except json.JSONDecodeError as e:
+    raise SinrInputError(f"corrupt model spec ({e})", file=path) from e
+  if spec.get("format") != FORMAT:
+    raise SinrInputError(f"unknown run format {spec.get('format')!r}, expected {FORMAT!r}",
+                         file=path, field="format")
+  return spec
+
+
+def write_or_check_model_spec(run_dir: str, spec: dict) -> None:
+  """Writes model.json for a new run; for an existing run, insists the model is the same."""
+  path = os.path.join(run_dir, MODEL_FILE)
+  if not os.path.exists(path):
+    io.write_json(path, spec)
+    return
+  saved = read_model_spec(run_dir)
+  for section in ("model", "input"):
+    for key, value in spec[section].items():
+      if key == "env_raster":
+        continue  # the raster may move; its shape is what matters
+      if saved[section].get(key) != value:
+        raise CheckpointMismatchError(
+            f"this run directory holds a model with {section}.{key} = {saved[section].get(key)!r},"
+            f" the config asks for {value!r}; use a new --workdir or match the saved model",
+            file=path, field=f"{section}.{key}")
