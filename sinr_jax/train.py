@@ -189,7 +189,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, mesh=None,
         writer.write(done, {"loss": float(window.mean()), "lr": float(schedule(step)),
                             "epoch": done / steps_per_epoch,
                             "obs_per_sec": len(window) * cfg.train.batch_size / elapsed})
-        bar.set_postfix(loss=f"{window.mean():.4f}")
+        bar.set_postfix(loss=f"{window.mean():.4f}", refresh=False)
         pending, window_start = [], time.perf_counter()
       if save_now or done == stop_at_step:
         ckpt.save(done, state, {"data_iterator": batches.get_state(), "epoch": done / steps_per_epoch})
