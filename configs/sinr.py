@@ -86,7 +86,8 @@ def _apply(c: ml_collections.ConfigDict, token: str) -> None:
     c.train.checkpoint_every = 250
   elif token == "tiny":
     c.name = "tiny"
-    c.data.world = ml_collections.ConfigDict({"num_species": 30, "seed": 0, "h3_res": 2})
+    c.data.world = ml_collections.ConfigDict(
+        {"num_species": 30, "seed": 0, "h3_res": 2, "num_observations": 8000})
     c.model.width = 32
     c.model.depth = 2
     c.train.batch_size = 256

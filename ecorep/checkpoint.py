@@ -32,7 +32,11 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
         enable_async_checkpointing=async_save)
-    self._manager = ocp.CheckpointManager(self.directory, options=options)
+    # Handlers are named up front so that a fresh manager can read metadata of old steps.
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers={"state": ocp.StandardCheckpointHandler(),
+                       "extra": ocp.JsonCheckpointHandler()})
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -72,10 +76,11 @@ class Checkpointer:
 
   def _check_shapes(self, template: Any, step: int) -> None:
     saved = self._manager.item_metadata(step)["state"]
-    saved_leaves = dict(jax.tree_util.tree_flatten_with_path(saved)[0])
+    saved_leaves = {_path_names(p): leaf
+                    for p, leaf in jax.tree_util.tree_flatten_with_path(saved)[0]}
     for path, leaf in jax.tree_util.tree_flatten_with_path(template)[0]:
-      got = saved_leaves.get(path)
-      name = jax.tree_util.keystr(path)
+      got = saved_leaves.get(_path_names(path))
+      name = "/".join(_path_names(path))
       if got is None:
         raise CheckpointMismatchError(
             f"checkpoint step {step} has no array for {name}", file=self.directory, field=name)
@@ -97,6 +102,20 @@ class Checkpointer:
 
   def __exit__(self, *exc):
     self.close()
+
+
+def _path_names(path) -> tuple[str, ...]:
+  """Key names of a pytree path; dataclass fields and dict keys compare equal (orbax saves both
+  as dicts)."""
+  names = []
+  for k in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(k, attr):
+        names.append(str(getattr(k, attr)))
+        break
+    else:
+      names.append(str(k))
+  return tuple(names)
 
 
 def _abstract(x: Any) -> jax.ShapeDtypeStruct:

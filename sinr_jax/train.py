@@ -119,7 +119,11 @@ def make_train_step(model: RangeModel, tx: optax.GradientTransformation, encoder
 
 def train(cfg: ml_collections.ConfigDict, workdir: str, *, mesh=None,
           stop_at_step: int | None = None) -> TrainResult:
-  """Trains (or resumes) the run in `workdir`. `stop_at_step` ends early as if killed there."""
+  """Trains (or resumes) the run in `workdir`.
+
+  `stop_at_step` ends the run after that step as if it were killed there: nothing after the last
+  periodic checkpoint is saved (tests use it to check that resuming is exact).
+  """
   workdir = os.path.abspath(workdir)
   mesh = data_mesh() if mesh is None else mesh
   local_batch = check_batch_size(cfg.train.batch_size, mesh)
@@ -191,11 +195,11 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, mesh=None,
                             "obs_per_sec": len(window) * cfg.train.batch_size / elapsed})
         bar.set_postfix(loss=f"{window.mean():.4f}", refresh=False)
         pending, window_start = [], time.perf_counter()
-      if save_now or done == stop_at_step:
-        ckpt.save(done, state, {"data_iterator": batches.get_state(), "epoch": done / steps_per_epoch})
-      if done == stop_at_step:
+      if done == stop_at_step:  # behave like a kill: nothing beyond the last periodic checkpoint
         stopped_early = True
         break
+      if save_now:
+        ckpt.save(done, state, {"data_iterator": batches.get_state(), "epoch": done / steps_per_epoch})
   finally:
     bar.close()
     ckpt.close()

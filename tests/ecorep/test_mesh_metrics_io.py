@@ -1,0 +1,54 @@
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from ecorep import io
+from ecorep.errors import ConfigError
+from ecorep.mesh import check_batch_size, data_mesh, shard_batch
+from ecorep.metrics import MetricWriter, read_metrics
+
+
+def test_mesh_spans_all_devices_and_shards_batches():
+  mesh = data_mesh()
+  assert mesh.devices.size == jax.device_count() == 8
+  batch = shard_batch({"x": np.arange(16.0).reshape(16, 1)}, mesh)
+  assert len(batch["x"].addressable_shards) == 8
+  assert batch["x"].addressable_shards[3].data.shape == (2, 1)
+  np.testing.assert_array_equal(np.asarray(batch["x"]), np.arange(16.0).reshape(16, 1))
+
+
+def test_batch_size_must_divide_devices():
+  mesh = data_mesh()
+  assert check_batch_size(64, mesh) == 64
+  with pytest.raises(ConfigError, match="batch size 60 is not divisible by the 8 devices"):
+    check_batch_size(60, mesh)
+  assert check_batch_size(3, data_mesh(jax.devices()[:1])) == 3
+
+
+def test_metric_writer_jsonl_and_truncated_tail(tmp_path):
+  with MetricWriter(tmp_path, tensorboard=False) as w:
+    w.write(1, {"loss": 2.5, "lr": np.float32(1e-3)})
+    w.write(2, {"loss": float("nan")})
+  with open(tmp_path / "metrics.jsonl", "a") as f:
+    f.write('{"step": 3, "loss"')  # a run killed mid-line
+  rows = read_metrics(tmp_path / "metrics.jsonl")
+  assert [r["step"] for r in rows] == [1, 2]
+  assert rows[0]["loss"] == 2.5 and rows[0]["lr"] == pytest.approx(1e-3)
+  assert rows[1]["loss"] == "nan"
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+  path = tmp_path / "a.json"
+  io.write_json(path, {"v": 1})
+
+  def broken(tmp):
+    with open(tmp, "w") as f:
+      f.write("half")
+    raise RuntimeError("killed")
+  with pytest.raises(RuntimeError):
+    io.atomic_write(path, broken)
+  assert json.loads(path.read_text()) == {"v": 1}
+  assert os.listdir(tmp_path) == ["a.json"]
