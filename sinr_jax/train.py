@@ -213,7 +213,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, mesh=None,
 
 
 USAGE = """usage: python -m sinr_jax.train --config=configs/sinr.py:<variant> --workdir=<dir>
-                             [--config.<key>=<value> ...] [--distributed]"""
+         [--config.<key>=<value> ...]
+         [--distributed | --coordinator=host:port --num_processes=N --process_id=i]"""
 
 
 def main(argv: list[str]) -> int:
@@ -222,9 +223,14 @@ def main(argv: list[str]) -> int:
     print(USAGE)
     return 0
   try:
-    cfg, flags = parse_cli(argv, allowed=("workdir", "distributed"))
-    if flags.get("distributed", "false").lower() in ("1", "true", "yes"):
-      initialize_distributed()
+    cfg, flags = parse_cli(argv, allowed=("workdir", "distributed", "coordinator",
+                                          "num_processes", "process_id"))
+    if flags.get("distributed", "false").lower() in ("1", "true", "yes") or "coordinator" in flags:
+      # On TPU pods / SLURM JAX discovers these itself; elsewhere pass all three.
+      initialize_distributed(
+          flags.get("coordinator"),
+          int(flags["num_processes"]) if "num_processes" in flags else None,
+          int(flags["process_id"]) if "process_id" in flags else None)
     workdir = flags.get("workdir") or os.path.join("runs", cfg.get("name", "sinr"))
     train(cfg, workdir)
   except (InputError, NonFiniteLossError) as e:
