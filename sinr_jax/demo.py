@@ -61,8 +61,9 @@ def run_demo(workdir: str, config_spec: str = DEFAULT_CONFIG, overrides=(), num_
   truth = {t: world.cell_lonlat[world.presence[rows[t]].indices] for t in taxa}
   obs = world.observations
   obs_by_taxon = {t: obs.loc[obs.taxon_id == t, ["longitude", "latitude"]].to_numpy() for t in taxa}
+  names = dict(zip(world.taxa.tolist(), world.taxon_names()))
   map_paths = save_range_maps(sinr_model, taxa, os.path.join(workdir, "maps"),
-                              truth_lonlat=truth, obs_lonlat=obs_by_taxon)
+                              truth_lonlat=truth, obs_lonlat=obs_by_taxon, names=names)
 
   summary = lambda e: {k: v for k, v in e.items() if k != "per_species_ap"}
   metrics = {
