@@ -74,7 +74,8 @@ def evaluate(run: str, dataset: str, cfg: ml_collections.ConfigDict, *, step: in
       cache = (os.path.join(run, "features", f"{tag}_{split}_step{encoder.step}.npz")
                if cfg.cache_features else None)
       feats[split] = probe.extract_features(encoder, source, cfg.feature_batch_size, cache,
-                                            dataset=f"{dataset}/{split}", small_image=small)
+                                            dataset=f"{dataset}/{split}", run_dir=run,
+                                            small_image=small)
     p = cfg.probe
     metrics = probe.linear_probe(
         feats["train"], train.labels, feats["test"], test.labels, method=p.method,

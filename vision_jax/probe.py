@@ -64,14 +64,15 @@ def _digest(variables: Any) -> str:
 
 def extract_features(encoder, source_or_images, batch_size: int = 256,
                      cache_path: str | os.PathLike | None = None, *, dataset: str = "",
-                     small_image: bool | None = None, num_threads: int = 2) -> np.ndarray:
+                     run_dir: str | None = None, small_image: bool | None = None,
+                     num_threads: int = 2) -> np.ndarray:
   """Frozen features (N, D) float32, rows in source order.
 
   Images go through the evaluation transform (resize short side to S/0.875 + centre crop S, or a
   plain resize to S for small images; default: small when the encoder has the small stem). With
   `cache_path` the features are stored in an npz keyed by the run directory, checkpoint step,
   dataset name, example count, transform and a digest of the encoder's variables; a cache whose
-  key differs is recomputed and overwritten.
+  key differs is recomputed and overwritten. Every process computes all the features.
   """
   source = source_or_images
   if isinstance(source_or_images, np.ndarray):
@@ -79,7 +80,8 @@ def extract_features(encoder, source_or_images, batch_size: int = 256,
   if small_image is None:
     small_image = bool(getattr(encoder.module, "small_stem", False))
   size = int(encoder.image_size)
-  key = json.dumps({"run_dir": getattr(encoder, "run_dir", None),
+  run_dir = os.path.abspath(run_dir) if run_dir else getattr(encoder, "run_dir", None)
+  key = json.dumps({"run_dir": run_dir,
                     "step": getattr(encoder, "step", None), "dataset": dataset,
                     "num_examples": len(source), "image_size": size,
                     "small_image": small_image, "variables": _digest(encoder.variables)},
