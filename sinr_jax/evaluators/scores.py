@@ -42,6 +42,7 @@ class Scorer:
     self.predictor = predictor
     self.lonlat = np.asarray(lonlat, np.float32)
     self.head = _head(predictor)
+    self.head_j = None if self.head is None else jnp.asarray(self.head)  # on device once
     self.emb = (None if self.head is None or len(self.lonlat) == 0
                 else jnp.asarray(predictor.embed(self.lonlat[:, 0], self.lonlat[:, 1])))
 
@@ -58,7 +59,7 @@ class Scorer:
       return np.asarray(self.predictor.predict(self.lonlat[:, 0], self.lonlat[:, 1], taxa=taxa),
                         np.float32)
     cols = jnp.asarray(self.predictor.columns(taxa))
-    return np.asarray(_logits(self.emb, jnp.asarray(self.head)[cols]))
+    return np.asarray(_logits(self.emb, self.head_j[cols]))
 
   def block_size(self, limit: int = 256) -> int:
     return int(max(1, min(limit, _BLOCK_ELEMENTS // max(len(self.lonlat), 1))))
@@ -82,7 +83,7 @@ class Scorer:
         s = jnp.asarray(self.scores(taxa[padded]))
         ap = average_precision_columns(s, jnp.asarray(labels))
       else:
-        w = jnp.asarray(self.head)[jnp.asarray(self.predictor.columns(taxa[padded]))]
+        w = self.head_j[jnp.asarray(self.predictor.columns(taxa[padded]))]
         ap = _block_ap(self.emb, w, jnp.asarray(labels))
       out[sel] = np.asarray(ap)[:len(sel)]
     return out
@@ -103,7 +104,7 @@ class Scorer:
       else:
         cols = self.predictor.columns(t.ravel()).reshape(t.shape)
         out[start:start + len(t)] = np.asarray(
-            _log_sigmoid_rows(self.emb[jnp.asarray(r)], jnp.asarray(self.head),
+            _log_sigmoid_rows(self.emb[jnp.asarray(r)], self.head_j,
                               jnp.asarray(cols)))
     return out
 

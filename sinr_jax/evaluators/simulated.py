@@ -125,4 +125,10 @@ def ensure_simulated(world_dir: str | os.PathLike, out_dir: str | os.PathLike, *
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise SinrInputError(f"cannot read the world's config ({e!r})", file=meta) from e
   manifest = verified_simulated(out_dir, world_config, seed)
-  return manifest or write_simulated(load_world(world_dir), out_dir, seed=seed)
+  if manifest:
+    return manifest
+  out = pathlib.Path(out_dir)
+  if out.exists() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+    raise SinrInputError("directory exists and was not written by the simulated-task generator; "
+                         "refusing to replace it (choose another directory)", file=out)
+  return write_simulated(load_world(world_dir), out_dir, seed=seed)

@@ -102,6 +102,11 @@ def test_generation_is_deterministic_and_tampering_is_caught(sim_dir, world, wor
   assert simulated.verified_simulated(tmp_path / "again") is None
   simulated.ensure_simulated(world_dir, tmp_path / "again")  # regenerates
   assert simulated.verified_simulated(tmp_path / "again") is not None
+  (tmp_path / "mine").mkdir()
+  (tmp_path / "mine/notes.txt").write_text("keep")
+  with pytest.raises(SinrInputError, match="refusing to replace"):
+    simulated.ensure_simulated(world_dir, tmp_path / "mine")
+  assert (tmp_path / "mine/notes.txt").read_text() == "keep"
 
 
 # ---------------------------------------------------------------- bad input
