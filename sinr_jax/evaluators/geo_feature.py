@@ -54,6 +54,9 @@ class GeoFeature:
     from sklearn.linear_model import RidgeCV
     from sklearn.preprocessing import MinMaxScaler
     from threadpoolctl import threadpool_limits  # installed with scikit-learn
+    if not callable(getattr(predictor, "embed", None)):
+      raise SinrInputError("geo_feature probes the location embedding f_θ(x); this model has no "
+                           "embed() (e.g. a grid or kernel-density baseline)", field="model")
     d = self.data
     ys, xs = np.nonzero(d.mask)
     lon, lat = pixel_lonlat(d.mask.shape)

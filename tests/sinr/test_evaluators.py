@@ -250,6 +250,8 @@ def test_geo_feature_r2_equals_sklearn(tmp_path):
     r2s.append(r2)
   assert got["mean_test_r2"] == pytest.approx(np.mean(r2s), abs=1e-5)
   assert got["num_layers"] == 2 and got["num_mask_pixels"] == mask.sum()
+  with pytest.raises(evaluators.SinrInputError, match="no embed"):
+    evaluators.make("geo_feature", str(tmp_path), cell_size=cs).run(ProbabilityOnly(model))
 
 
 def test_checkerboard_split_pattern():
