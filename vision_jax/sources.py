@@ -131,7 +131,17 @@ class SubsetSource(_Source):
     if indices.size and (indices.min() < 0 or indices.max() >= len(source)):
       raise VisionInputError(f"subset indices must lie in [0, {len(source)})", field="indices")
     self.source, self.indices = source, indices
-    self.labels = np.asarray(source.labels)[indices]
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  @property
+  def labels(self) -> np.ndarray:  # lazy: record-backed sources read every record for labels
+    return np.asarray(self.source.labels, np.int32)[self.indices]
+
+  @property
+  def num_classes(self) -> int:  # the parent's label space, even if a class is left out
+    return self.source.num_classes
 
   def __getitem__(self, i: int) -> dict[str, Any]:
     return self.source[int(self.indices[self._check_index(i)])]
@@ -152,10 +162,17 @@ class PooledSource(_Source):
                              field="relabel")
     self.sources = list(sources)
     self.starts = np.cumsum([0] + [len(s) for s in self.sources]).tolist()
-    offsets = np.cumsum([0] + [s.num_classes for s in self.sources])[:-1]
-    self.offsets = offsets if relabel == "disjoint" else np.zeros_like(offsets)
-    self.labels = np.concatenate([np.asarray(s.labels, np.int32) + o
-                                  for s, o in zip(self.sources, self.offsets)]).astype(np.int32)
+    # Class counts need every label, so 'shared' (the pretraining case) never asks for them.
+    self.offsets = (np.cumsum([0] + [s.num_classes for s in self.sources])[:-1]
+                    if relabel == "disjoint" else np.zeros(len(self.sources), np.int64))
+
+  def __len__(self) -> int:
+    return self.starts[-1]
+
+  @property
+  def labels(self) -> np.ndarray:
+    return np.concatenate([np.asarray(s.labels, np.int32) + o
+                           for s, o in zip(self.sources, self.offsets)]).astype(np.int32)
 
   def __getitem__(self, i: int) -> dict[str, Any]:
     i = self._check_index(i)

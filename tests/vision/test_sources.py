@@ -267,3 +267,4 @@ def test_nested_subsets_are_nested_and_fixed_by_seed():
   subset = sources.SubsetSource(sources.ArraySource(np.zeros((10, 2, 2), np.uint8),
                                                     np.arange(10)), subsets[100][:3] % 10)
   assert list(subset.labels) == [int(subset[i]["label"]) for i in range(3)]
+  assert len(subset) == 3 and subset.num_classes == 10
