@@ -1,0 +1,106 @@
+"""ResNet backbones: sizes against the published parameter counts, shapes, and global BN."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ecorep.mesh import batch_sharding, data_mesh
+from vision_jax.errors import VisionInputError
+from vision_jax.resnet import ResNet, feature_dim
+from vision_jax.ssl.base import init_key
+
+
+def _abstract_variables(model, size=224):
+  return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)),
+                                           train=False))
+
+
+# torchvision's resnet18/50 have 11,689,512 / 25,557,032 parameters, of which the 1000-way fc
+# layer holds 513,000 / 2,049,000; SimCLR reports 375M for ResNet-50 (4×).
+@pytest.mark.parametrize("depth,width,count,dim", [(18, 1, 11_176_512, 512),
+                                                   (50, 1, 23_508_032, 2048),
+                                                   (50, 4, 375_378_176, 8192)])
+def test_parameter_counts_match_published_models(depth, width, count, dim):
+  model = ResNet(depth=depth, width_multiplier=width)
+  variables = _abstract_variables(model)
+  assert sum(x.size for x in jax.tree.leaves(variables["params"])) == count
+  assert feature_dim(depth, width) == dim
+  feats, fmap = jax.eval_shape(lambda v: model.apply(v, jnp.zeros((2, 224, 224, 3)), train=False,
+                                                     return_feature_map=True), variables)
+  assert feats.shape == (2, dim) and fmap.shape == (2, 7, 7, dim)
+
+
+def test_stems_strides_heads_and_dtypes():
+  shape = lambda model, size, **kw: jax.tree.map(lambda a: (a.shape, a.dtype), jax.eval_shape(
+      lambda v: model.apply(v, jnp.zeros((2, size, size, 3)), train=False, **kw),
+      _abstract_variables(model, size)))
+  # Layer-4 stride 1 (WSOL/CAM): 14x14 maps at 224 px.
+  assert shape(ResNet(depth=50, layer4_stride=1), 224, return_feature_map=True)[1][0] == (
+      2, 14, 14, 2048)
+  # The small stem keeps full resolution into stage 1: 32 px -> 4x4 maps.
+  assert shape(ResNet(depth=18, small_stem=True), 32, return_feature_map=True)[1][0] == (
+      2, 4, 4, 512)
+  logits, feats, fmap = shape(ResNet(depth=18, num_classes=10), 64, return_feature_map=True)
+  assert logits[0] == (2, 10) and feats[0] == (2, 512) and fmap[0] == (2, 2, 2, 512)
+  feats, fmap = shape(ResNet(depth=10, base_width=8, dtype=jnp.bfloat16), 32,
+                      return_feature_map=True)
+  assert feats == ((2, 64), jnp.float32) and fmap[1] == jnp.bfloat16
+  with pytest.raises(VisionInputError, match="depth 20"):
+    feature_dim(20)
+
+
+def test_last_bn_of_every_block_starts_at_zero_scale():
+  params = _abstract_variables(ResNet(depth=18), 32)["params"]
+  concrete = _init(ResNet(depth=10, base_width=4, small_stem=True))["params"]
+  for name, block in concrete.items():
+    if name.startswith("stage"):
+      assert np.all(np.asarray(block["BatchNorm_1"]["scale"]) == 0)
+      assert np.all(np.asarray(block["BatchNorm_0"]["scale"]) == 1)
+  assert "BatchNorm_1" in params["stage4_block2"]
+
+
+def _init(model, size=16):
+  return jax.jit(lambda k: model.init(k, jnp.zeros((1, size, size, 3)), train=False))(
+      init_key(0))
+
+
+def _numpy_conv3x3_same(x, kernel):
+  """float64 reference 'SAME' 3×3 convolution, stride 1 (cross-correlation as XLA's conv)."""
+  padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  out = np.zeros(x.shape[:3] + (kernel.shape[-1],))
+  for dy in range(3):
+    for dx in range(3):
+      patch = padded[:, dy:dy + x.shape[1], dx:dx + x.shape[2], :]
+      out += patch @ kernel[dy, dx]
+  return out
+
+
+def test_batch_norm_statistics_are_global_over_the_sharded_batch():
+  model = ResNet(depth=10, base_width=4, small_stem=True)
+  images = np.random.default_rng(0).uniform(0, 1, (16, 16, 16, 3)).astype(np.float32)
+  images[8:] *= 0.25  # the second half of the batch (other devices) has other statistics
+  variables = _init(model)
+
+  @jax.jit
+  def forward(variables, x):
+    return model.apply(variables, x, train=True, mutable=["batch_stats"])
+
+  feats_1, stats_1 = forward(variables, jax.device_put(images, jax.devices()[0]))
+  sharded = jax.device_put(images, batch_sharding(data_mesh()))
+  feats_8, stats_8 = forward(variables, sharded)
+  assert len(sharded.sharding.device_set) == 8
+  np.testing.assert_allclose(np.asarray(feats_8), np.asarray(feats_1), rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(stats_8), jax.tree.leaves(stats_1)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+
+  # Running statistics after one step = 0.9·init + 0.1·(biased) moments of the global batch.
+  conv = _numpy_conv3x3_same(images.astype(np.float64),
+                             np.asarray(variables["params"]["stem_conv"]["kernel"], np.float64))
+  mean, var = conv.mean(axis=(0, 1, 2)), conv.var(axis=(0, 1, 2))
+  stem = stats_8["batch_stats"]["stem_bn"]
+  np.testing.assert_allclose(stem["mean"], 0.1 * mean, rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(stem["var"], 0.9 + 0.1 * var, rtol=1e-5)
+  per_device_mean = conv[:2].mean(axis=(0, 1, 2))  # what per-device BN would use on device 0
+  assert np.abs(per_device_mean - mean).max() > 10 * np.abs(stem["mean"] / 0.1 - mean).max()

@@ -1,0 +1,140 @@
+"""ResNet backbones (v1.5: the stride sits on the 3×3 conv) in Flax Linen.
+
+  ResNet(depth=50, width_multiplier=1)(images, train)  -> pooled features (B, 2048·w)
+
+Inputs are float images in [0, 1], (B, H, W, 3), with no mean/std normalisation (as SimCLR).
+Batch norm follows SimCLR: decay 0.9, ε 1e-5, and the last BN of every residual block starts
+with γ = 0 so that each block starts as the identity. Under `jax.jit` with a batch-sharded input
+the BN batch mean and variance are reductions over the global batch (global view), so this *is*
+cross-device ("global") BN with no extra code; tests/vision/test_resnet.py checks it.
+
+`small_stem` replaces the 7×7/2 conv + 3×3/2 max-pool by one 3×3/1 conv (SimCLR's CIFAR
+variant, for 28–64 px images). Depth 10 ([1, 1, 1, 1] basic blocks) is a non-standard tiny
+size for tests and CPU demos; `base_width` (64 in every published model) likewise.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from vision_jax.errors import VisionInputError
+
+# depth -> (blocks per stage, bottleneck?)
+STAGES = {
+    10: ((1, 1, 1, 1), False),
+    18: ((2, 2, 2, 2), False),
+    34: ((3, 4, 6, 3), False),
+    50: ((3, 4, 6, 3), True),
+    101: ((3, 4, 23, 3), True),
+    152: ((3, 8, 36, 3), True),
+}
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+# He-normal over fan-out, as the TF and PyTorch reference ResNets initialise convolutions.
+conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def check_depth(depth: int) -> tuple[tuple[int, ...], bool]:
+  if depth not in STAGES:
+    raise VisionInputError(f"ResNet depth {depth} is not one of {sorted(STAGES)}", field="depth")
+  return STAGES[depth]
+
+
+def feature_dim(depth: int, width_multiplier: int = 1, base_width: int = 64) -> int:
+  """Size of the pooled feature: 512·w for ResNet-10/18/34, 2048·w for ResNet-50 and deeper."""
+  _, bottleneck = check_depth(depth)
+  return base_width * width_multiplier * 8 * (4 if bottleneck else 1)
+
+
+class BasicBlock(nn.Module):
+  filters: int
+  strides: int
+  conv: Any
+  norm: Any
+
+  @nn.compact
+  def __call__(self, x):
+    residual = x
+    y = self.conv(self.filters, (3, 3), (self.strides, self.strides))(x)
+    y = nn.relu(self.norm()(y))
+    y = self.conv(self.filters, (3, 3))(y)
+    y = self.norm(scale_init=nn.initializers.zeros)(y)
+    if residual.shape != y.shape:
+      residual = self.conv(self.filters, (1, 1), (self.strides, self.strides),
+                           name="proj_conv")(residual)
+      residual = self.norm(name="proj_bn")(residual)
+    return nn.relu(residual + y)
+
+
+class BottleneckBlock(nn.Module):
+  filters: int
+  strides: int
+  conv: Any
+  norm: Any
+
+  @nn.compact
+  def __call__(self, x):
+    residual = x
+    y = nn.relu(self.norm()(self.conv(self.filters, (1, 1))(x)))
+    y = self.conv(self.filters, (3, 3), (self.strides, self.strides))(y)
+    y = nn.relu(self.norm()(y))
+    y = self.conv(self.filters * 4, (1, 1))(y)
+    y = self.norm(scale_init=nn.initializers.zeros)(y)
+    if residual.shape != y.shape:
+      residual = self.conv(self.filters * 4, (1, 1), (self.strides, self.strides),
+                           name="proj_conv")(residual)
+      residual = self.norm(name="proj_bn")(residual)
+    return nn.relu(residual + y)
+
+
+class ResNet(nn.Module):
+  """`__call__(images, train, return_feature_map=False)`.
+
+  Returns the pooled features (float32); `(features, feature_map)` with return_feature_map; with
+  `num_classes` set, `(logits, features)` (and the feature map third when asked for).
+  `layer4_stride=1` keeps the last stage at the resolution of the third (CAM/WSOL).
+  """
+  depth: int = 50
+  width_multiplier: int = 1
+  small_stem: bool = False
+  num_classes: int | None = None
+  layer4_stride: int = 2
+  dtype: Any = jnp.float32
+  base_width: int = 64
+
+  @nn.compact
+  def __call__(self, images, train: bool, return_feature_map: bool = False):
+    stage_sizes, bottleneck = check_depth(self.depth)
+    conv = functools.partial(nn.Conv, use_bias=False, padding="SAME", kernel_init=conv_init,
+                             dtype=self.dtype)
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=BN_MOMENTUM,
+                             epsilon=BN_EPSILON, dtype=self.dtype)
+    block = BottleneckBlock if bottleneck else BasicBlock
+    width = self.base_width * self.width_multiplier
+
+    x = jnp.asarray(images, self.dtype)
+    if self.small_stem:
+      x = conv(width, (3, 3), name="stem_conv")(x)
+      x = nn.relu(norm(name="stem_bn")(x))
+    else:
+      x = conv(width, (7, 7), (2, 2), name="stem_conv")(x)
+      x = nn.relu(norm(name="stem_bn")(x))
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+    for stage, num_blocks in enumerate(stage_sizes):
+      stage_stride = 1 if stage == 0 else (self.layer4_stride if stage == 3 else 2)
+      for b in range(num_blocks):
+        x = block(filters=width * 2**stage, strides=stage_stride if b == 0 else 1, conv=conv,
+                  norm=norm, name=f"stage{stage + 1}_block{b + 1}")(x)
+    feature_map = x
+    features = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    outputs = (features,)
+    if self.num_classes is not None:
+      logits = nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros, name="classifier")(
+          features)
+      outputs = (logits, features)
+    if return_feature_map:
+      outputs = outputs + (feature_map,)
+    return outputs[0] if len(outputs) == 1 else outputs
