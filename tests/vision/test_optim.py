@@ -1,0 +1,115 @@
+"""Optimisers against hand-written float64 numpy updates; schedules against their formulas."""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from ecorep.errors import ConfigError
+from vision_jax import optim
+from vision_jax.heads import SimCLRProjection
+from vision_jax.resnet import ResNet
+
+
+def _cfg(**kw):
+  base = {"name": "lars", "base_lr": 0.5, "lr_scaling": "none", "weight_decay": 0.01,
+          "momentum": 0.9, "nesterov": False, "trust_coefficient": 1e-3, "exclude_bn_bias": True,
+          "warmup_epochs": 0.0, "warmup_steps": 0}
+  base.update(kw)
+  return ml_collections.ConfigDict(base)
+
+
+def test_decay_mask_selects_kernels_only():
+  model = ResNet(depth=10, base_width=2, small_stem=True)
+  params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)),
+                                             train=False))["params"]
+  head = jax.eval_shape(lambda: SimCLRProjection(2, 8, 4).init(
+      jax.random.key(0), jnp.zeros((2, 16)), train=False))["params"]
+  mask = optim.decay_mask({"backbone": params, "head": head})
+  flat = {jax.tree_util.keystr(p): m for p, m in jax.tree_util.tree_flatten_with_path(mask)[0]}
+  assert flat["['backbone']['stem_conv']['kernel']"] is True
+  assert flat["['backbone']['stem_bn']['scale']"] is False
+  assert flat["['backbone']['stem_bn']['bias']"] is False
+  assert flat["['head']['Dense_1']['kernel']"] is True
+  assert flat["['head']['BatchNorm_1']['scale']"] is False
+  n_kernels = sum(k.endswith("['kernel']") for k in flat)
+  # stem + 4 blocks × 2 convs + 3 projection shortcuts (stages 2-4) + 2 dense layers
+  assert sum(flat.values()) == n_kernels == 1 + 8 + 3 + 2
+
+
+def numpy_lars(params, grads_seq, lr, wd, momentum, eta, decayed):
+  """SimCLR's LARS: g += wd·w; g *= eta·‖w‖/‖g‖; v = m·v + lr·g; w -= v (decayed leaves only
+  get wd and the trust ratio)."""
+  params = {k: np.asarray(v, np.float64) for k, v in params.items()}
+  velocity = {k: np.zeros_like(v) for k, v in params.items()}
+  for grads in grads_seq:
+    for k in params:
+      g = np.asarray(grads[k], np.float64)
+      if decayed[k]:
+        g = g + wd * params[k]
+        g = g * eta * np.linalg.norm(params[k]) / np.linalg.norm(g)
+      velocity[k] = momentum * velocity[k] + lr * g
+      params[k] = params[k] - velocity[k]
+  return params
+
+
+def test_lars_matches_the_reference_update_and_excludes_bn_and_bias():
+  rng = np.random.default_rng(0)
+  params = {"kernel": rng.normal(size=(3, 4)), "bias": rng.normal(size=(4,)),
+            "scale": rng.normal(size=(4,))}
+  grads_seq = [{k: rng.normal(size=v.shape) for k, v in params.items()} for _ in range(3)]
+  tree = lambda d: {"dense": {"kernel": jnp.asarray(d["kernel"], jnp.float32),
+                              "bias": jnp.asarray(d["bias"], jnp.float32)},
+                    "bn": {"scale": jnp.asarray(d["scale"], jnp.float32)}}
+  tx, schedule = optim.make_optimizer(_cfg(), batch_size=64, total_steps=10**6,
+                                      steps_per_epoch=10)
+  assert float(schedule(0)) == pytest.approx(0.5)  # no warm-up; cosine has barely moved
+  p = tree(params)
+  state = tx.init(p)
+  for g in grads_seq:
+    updates, state = tx.update(tree(g), state, p)
+    p = optax.apply_updates(p, updates)
+  want = numpy_lars(params, grads_seq, 0.5, 0.01, 0.9, 1e-3,
+                    {"kernel": True, "bias": False, "scale": False})
+  np.testing.assert_allclose(p["dense"]["kernel"], want["kernel"], rtol=1e-5)
+  np.testing.assert_allclose(p["dense"]["bias"], want["bias"], rtol=1e-5)
+  np.testing.assert_allclose(p["bn"]["scale"], want["scale"], rtol=1e-5)
+
+
+def test_sgd_decays_every_parameter_unless_excluded():
+  params = {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2,))}}
+  grads = jax.tree.map(jnp.zeros_like, params)
+  for exclude, bias_after in ((False, 1 - 0.1 * 0.5), (True, 1.0)):
+    tx, _ = optim.make_optimizer(_cfg(name="sgd", weight_decay=0.5, base_lr=0.1,
+                                      exclude_bn_bias=exclude),
+                                 batch_size=256, total_steps=10**6, steps_per_epoch=1)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    new = optax.apply_updates(params, updates)
+    assert float(new["dense"]["kernel"][0, 0]) == pytest.approx(1 - 0.1 * 0.5, rel=1e-5)
+    assert float(new["dense"]["bias"][0]) == pytest.approx(bias_after, rel=1e-5)
+
+
+def test_warmup_cosine_schedule_and_peak_scaling():
+  peak, warm, total = 4.8, 10, 110
+  sched = optim.warmup_cosine(peak, warm, total)
+  for t in (0, 3, 10, 35, 60, 109, 110):
+    want = peak * t / warm if t < warm else peak * 0.5 * (1 + math.cos(math.pi * (t - warm) /
+                                                                       (total - warm)))
+    assert float(sched(t)) == pytest.approx(want, abs=1e-6)
+  assert optim.peak_learning_rate(0.3, 4096, "linear") == pytest.approx(4.8)
+  assert optim.peak_learning_rate(0.075, 4096, "sqrt") == pytest.approx(4.8)
+  assert optim.peak_learning_rate(0.3, 4096, "none") == 0.3
+  assert optim.warmup_steps(_cfg(warmup_steps=-1, warmup_epochs=2.5), 40) == 100
+  with pytest.raises(ConfigError, match="lr_scaling"):
+    optim.peak_learning_rate(0.3, 256, "quadratic")
+  with pytest.raises(ConfigError, match="optim.name"):
+    optim.make_optimizer(_cfg(name="lamb"), batch_size=8, total_steps=10, steps_per_epoch=1)
+  for name in ("adam", "adamw"):
+    tx, _ = optim.make_optimizer(_cfg(name=name), batch_size=8, total_steps=10, steps_per_epoch=1)
+    p = {"w": {"kernel": jnp.ones(3)}}
+    assert np.isfinite(np.asarray(tx.update(p, tx.init(p), p)[0]["w"]["kernel"])).all()

@@ -1,0 +1,110 @@
+"""The config layout every pretraining family shares (configs/{simclr,byol,moco,supervised}.py).
+
+  method      objective name (vision_jax.ssl.OBJECTIVES)
+  data        dataset ('folder' with root, or a bundled set), split, image_size, worker_count
+  model       ResNet: depth, width_multiplier, small_stem, base_width, dtype (float32|bfloat16)
+  objective   the objective's own fields (e.g. temperature)
+  augment     vision_jax.augment.Policy fields
+  optim       vision_jax.optim: name, base_lr, lr_scaling, weight_decay, momentum, ...
+  train       batch_size, num_epochs or num_steps, log/checkpoint cadence
+
+Tokens shared by all families (comma-separated after the colon, applied left to right):
+  r18 | r50 | r50x4   backbone
+  small               small-image stem, 32 px crops (CIFAR-like data)
+  bf16                bfloat16 compute (GPU/TPU)
+  demo                ResNet-18 (base width 16), small stem, mnist_5k train split, 28 px, CPU-sized
+  tiny                ResNet-10 (base width 4), 16 px, 8-image batches, 4 steps: for tests
+"""
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config(method: str) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.name = method
+  c.seed = 0
+  c.method = method
+
+  c.data = ml_collections.ConfigDict()
+  c.data.dataset = "folder"   # 'folder' (data.root = <root>/<class>/<images>) or a bundled set
+  c.data.root = ""
+  c.data.split = "train"
+  c.data.image_size = 224
+  c.data.worker_count = 0     # grain worker processes for decoding and cropping (0: threads)
+
+  c.model = ml_collections.ConfigDict()
+  c.model.depth = 50
+  c.model.width_multiplier = 1
+  c.model.small_stem = False
+  c.model.base_width = 64
+  c.model.dtype = "float32"
+
+  c.objective = ml_collections.ConfigDict()
+
+  c.augment = ml_collections.ConfigDict()
+  c.augment.flip = True
+  c.augment.brightness = 0.8
+  c.augment.contrast = 0.8
+  c.augment.saturation = 0.8
+  c.augment.hue = 0.2
+  c.augment.color_prob = 0.8
+  c.augment.grayscale_prob = 0.2
+  c.augment.blur_prob = (0.5, 0.5)
+  c.augment.solarize_prob = (0.0, 0.0)
+  c.augment.multiplicative_brightness = True
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = "lars"
+  c.optim.base_lr = 0.3
+  c.optim.lr_scaling = "linear"  # peak = base_lr·B/256 | 'sqrt': base_lr·√B | 'none'
+  c.optim.weight_decay = 1e-6
+  c.optim.momentum = 0.9
+  c.optim.nesterov = False
+  c.optim.trust_coefficient = 1e-3
+  c.optim.exclude_bn_bias = True
+  c.optim.warmup_epochs = 10.0
+  c.optim.warmup_steps = -1      # >= 0 overrides warmup_epochs
+
+  c.train = ml_collections.ConfigDict()
+  c.train.batch_size = 4096
+  c.train.num_epochs = 100
+  c.train.num_steps = -1         # > 0 overrides num_epochs
+  c.train.log_every = 50
+  c.train.checkpoint_every = 1000
+  c.train.keep_checkpoints = 3
+  return c
+
+
+def apply_common_token(c: ml_collections.ConfigDict, token: str) -> bool:
+  """Applies a shared token; False if `token` is not one."""
+  if token in ("r18", "r50"):
+    c.model.depth = int(token[1:])
+  elif token == "r50x4":
+    c.model.depth, c.model.width_multiplier = 50, 4
+  elif token == "small":
+    c.model.small_stem = True
+    c.data.image_size = 32
+  elif token == "bf16":
+    c.model.dtype = "bfloat16"
+  elif token == "demo":
+    c.data.dataset, c.data.split, c.data.image_size = "mnist_5k", "train", 28
+    c.model.depth, c.model.base_width, c.model.small_stem = 18, 16, True
+    c.train.log_every, c.train.checkpoint_every = 25, 100
+  elif token == "tiny":
+    c.data.image_size = 16
+    c.model.depth, c.model.base_width, c.model.small_stem = 10, 4, True
+    c.train.batch_size, c.train.num_steps = 8, 4
+    c.train.log_every, c.train.checkpoint_every = 2, 2
+    c.optim.warmup_steps = 1
+  else:
+    return False
+  return True
+
+
+def apply_tokens(c: ml_collections.ConfigDict, arg: str, own) -> ml_collections.ConfigDict:
+  """Applies comma-separated tokens: `own(c, token)` first, then the shared ones."""
+  for token in [t.strip() for t in (arg or "").split(",") if t.strip()]:
+    if not (own(c, token) or apply_common_token(c, token)):
+      raise ValueError(f"unknown variant token '{token}'")
+  return c
