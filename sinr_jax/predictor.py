@@ -12,6 +12,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
 
 from ecorep.checkpoint import Checkpointer
 from sinr_jax import coords, rundir
@@ -51,8 +52,13 @@ class RangePredictor:
 
   def predict(self, lon, lat, taxa=None, *, batch_size: int = 16384) -> np.ndarray:
     """P(presence) of each requested taxon at (lon, lat) in degrees → (N, len(taxa))."""
+    return scipy.special.expit(self.logits(lon, lat, taxa, batch_size=batch_size))
+
+  def logits(self, lon, lat, taxa=None, *, batch_size: int = 16384) -> np.ndarray:
+    """Species logits h_φ(f_θ(x)) → (N, len(taxa)). Ranking by logits avoids the ties float32
+    sigmoids create above |z| ≈ 17."""
     cols = jnp.asarray(self.columns(taxa))
-    return self._map(functools.partial(_predict, cols=cols), lon, lat, batch_size)
+    return self._map(functools.partial(_logits, cols=cols), lon, lat, batch_size)
 
   def _map(self, fn, lon, lat, batch_size):
     lonlat = _lonlat(lon, lat)
@@ -72,9 +78,9 @@ def _embed(model, params, encoder, lonlat):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _predict(model, params, encoder, lonlat, cols):
+def _logits(model, params, encoder, lonlat, cols):
   emb = _embed(model, params, encoder, lonlat)
-  return jax.nn.sigmoid(emb @ params["species_embedding"][cols].T)
+  return emb @ params["species_embedding"][cols].T
 
 
 def _lonlat(lon, lat) -> np.ndarray:
