@@ -1,0 +1,125 @@
+"""Range-map export: cell lists (CSV = Parquet = the model's probabilities above the threshold),
+GeoJSON that covers exactly the exported cells and is cut at the antimeridian, PNGs, the CLI."""
+import json
+import os
+
+import h3
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.path import Path
+
+from sinr_jax import grid
+from sinr_jax.errors import SinrInputError
+from sinr_jax.export import export_ranges, main, parse_taxa
+from sinr_jax.features import make_encoder
+from sinr_jax.geojson import cells_to_multipolygon
+from sinr_jax.models import RangeModel
+from sinr_jax.observations import ClassIndex
+from sinr_jax.predictor import RangePredictor
+
+RES = 2  # 5,882 cells worldwide: land cells take well under a second
+
+
+@pytest.fixture(scope="module")
+def predictor():
+  encoder = make_encoder("coords")
+  model = RangeModel(num_species=6, input_dim=4, width=16, depth=1, dropout=0.0)
+  params = model.init(jax.random.key(1), jnp.zeros((1, 4)))["params"]
+  params["species_embedding"] = params["species_embedding"] * 8  # sharper ranges
+  return RangePredictor(model, params, encoder, ClassIndex(np.arange(10, 16)))
+
+
+def covered(geometry, lonlat):
+  """Points inside the MultiPolygon (inside an exterior ring and no hole of that polygon)."""
+  hit = np.zeros(len(lonlat), bool)
+  for rings in geometry["coordinates"]:
+    inside = Path(rings[0]).contains_points(lonlat)
+    for hole in rings[1:]:
+      inside &= ~Path(hole).contains_points(lonlat)
+    hit |= inside
+  return hit
+
+
+def check_geojson_rules(geometry):
+  assert geometry["type"] == "MultiPolygon"
+  for rings in geometry["coordinates"]:
+    for r, ring in enumerate(rings):
+      ring = np.asarray(ring)
+      assert len(ring) >= 4 and (ring[0] == ring[-1]).all()
+      assert (np.abs(ring[:, 0]) <= 180).all() and (np.abs(ring[:, 1]) <= 90).all()
+      jump = np.abs(np.diff(ring[:, 0])) >= 180  # across the antimeridian: only along a pole
+      on_pole = (np.abs(ring[:-1, 1]) == 90) & (np.abs(ring[1:, 1]) == 90)
+      assert (~jump | on_pole).all()
+      area = 0.5 * np.sum(ring[:-1, 0] * ring[1:, 1] - ring[1:, 0] * ring[:-1, 1])
+      assert (area > 0) == (r == 0)  # right-hand rule: exterior CCW, holes CW
+
+
+def test_geojson_union_with_antimeridian_pole_and_hole():
+  res = 3
+  centre = h3.latlng_to_cell(-16.5, 179.9, res)  # Fiji: straddles the antimeridian
+  ring = [h3.str_to_int(c) for c in h3.grid_ring(centre, 2)]  # a ring of cells: one hole
+  africa = h3.latlng_to_cell(5.0, 20.0, res)
+  ring2 = [h3.str_to_int(c) for c in h3.grid_ring(africa, 1)]  # away from ±180: a real hole
+  south = h3.str_to_int(h3.latlng_to_cell(-90, 0, res))
+  near_pole = [h3.str_to_int(c) for c in h3.grid_disk(h3.int_to_str(south), 1)]
+  cells = np.array(ring + ring2 + near_pole, np.uint64)
+  geometry = cells_to_multipolygon(cells)
+  check_geojson_rules(geometry)
+  assert any(len(rings) > 1 for rings in geometry["coordinates"])  # the hole survived
+  inside = grid.cells_lonlat(cells)
+  assert covered(geometry, inside).all()
+  outside = [h3.str_to_int(c) for c in h3.grid_disk(centre, 4) + h3.grid_disk(africa, 3)
+             if h3.str_to_int(c) not in set(ring + ring2)]
+  assert not covered(geometry, grid.cells_lonlat(outside)).any()  # both hole centres included
+  assert covered(geometry, np.array([[0.0, -89.999], [123.0, -89.99]])).all()
+
+
+def test_export_all_formats(predictor, tmp_path):
+  out = str(tmp_path / "maps")
+  manifest = export_ranges(predictor, out, taxa=[10, 13, 99, 15], h3_res=RES,
+                           formats=("csv", "parquet", "geojson", "png"), default_threshold=0.4,
+                           block=2)
+  assert manifest["num_taxa_unknown_to_model"] == 1 and manifest["skipped_taxa"] == [99]
+  assert manifest["num_taxa_exported"] == 3
+  csv = pd.read_csv(os.path.join(out, "ranges.csv"), dtype={"h3": str})
+  parquet = pd.read_parquet(os.path.join(out, "ranges.parquet"))
+  pd.testing.assert_frame_equal(csv, parquet.astype({"probability": "float64"}),
+                                check_dtype=False, rtol=1e-6)
+  assert len(csv) == manifest["num_rows"] > 0
+  cells, lonlat = grid.land_cells(RES)
+  probs = predictor.predict(lonlat[:, 0], lonlat[:, 1], taxa=[10, 13, 15])
+  summary = pd.read_csv(os.path.join(out, "summary.csv"))
+  assert summary.taxon_id.tolist() == [10, 13, 99, 15]
+  for j, taxon in enumerate([10, 13, 15]):
+    rows = csv[csv.taxon_id == taxon]
+    expected = set(np.flatnonzero(probs[:, j] >= 0.4))
+    got = set(np.searchsorted(cells, [h3.str_to_int(c) for c in rows.h3]))
+    assert len(got ^ expected) <= 1  # float32 rounding at the threshold itself
+    np.testing.assert_allclose(rows.probability, probs[sorted(got), j], rtol=1e-4, atol=1e-6)
+    feat = json.load(open(os.path.join(out, "geojson", f"{taxon}.geojson")))
+    assert feat["type"] == "Feature" and feat["properties"]["num_cells"] == len(rows)
+    check_geojson_rules(feat["geometry"])
+    assert covered(feat["geometry"], grid.cells_lonlat([h3.str_to_int(c) for c in rows.h3])).all()
+    outside = np.setdiff1d(np.arange(len(cells)), sorted(got))
+    assert covered(feat["geometry"], lonlat[outside]).mean() < 0.01  # centres on cell edges
+    assert os.path.getsize(os.path.join(out, "png", f"{taxon}.png")) > 1000
+    assert summary.loc[summary.taxon_id == taxon, "range_cells"].item() == pytest.approx(
+        len(rows), abs=1)
+  assert not summary.loc[summary.taxon_id == 99, "known"].item()
+
+
+def test_export_cli_and_bad_input(tmp_path, monkeypatch, predictor, capsys):
+  monkeypatch.setattr("sinr_jax.predictor.load", lambda run: predictor)
+  out = str(tmp_path / "cli")
+  assert main(["--run=x", "--all", f"--out={out}", "--format=parquet", f"--h3_res={RES}"]) == 0
+  assert len(pd.read_parquet(os.path.join(out, "ranges.parquet")).taxon_id.unique()) <= 6
+  assert json.load(open(os.path.join(out, "export.json")))["num_taxa_exported"] == 6
+  assert main(["--run=x", "--taxa=10", "--all", f"--out={out}"]) == 2
+  assert main(["--run=x", "--taxa=10", f"--out={out}", "--format=svg"]) == 2
+  assert main(["--run=x", f"--out={out}", "--taxa=10", "--bogus=1"]) == 2
+  assert "error" in capsys.readouterr().err
+  with pytest.raises(SinrInputError, match="integer taxon ids"):
+    parse_taxa("10,abc")
