@@ -10,8 +10,10 @@ import json
 import logging
 import os
 
+import jax
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
 from sinr_jax.env import load_raster
 from sinr_jax.errors import CheckpointMismatchError, SinrInputError
@@ -72,7 +74,12 @@ def load_training_data(cfg: ml_collections.ConfigDict, workdir: str) -> Training
   if d.train_file:
     path = d.train_file
   else:
-    world_dir = ensure_world(d.world_dir or os.path.join(workdir, "world"), d.world.to_dict())
+    world_dir = d.world_dir or os.path.join(workdir, "world")
+    if jax.process_index() == 0:
+      ensure_world(world_dir, d.world.to_dict())
+    if jax.process_count() > 1:  # the other processes read what process 0 wrote
+      multihost_utils.sync_global_devices("sinr_jax.data.ensure_world")
+      ensure_world(world_dir, d.world.to_dict())
     path = os.path.join(world_dir, "train.csv")
     raster_path = raster_path or os.path.join(world_dir, "env.npy")
   taxa = None

@@ -126,7 +126,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, mesh=None,
   """
   workdir = os.path.abspath(workdir)
   mesh = data_mesh() if mesh is None else mesh
-  local_batch = check_batch_size(cfg.train.batch_size, mesh)
+  check_batch_size(cfg.train.batch_size, mesh)
   data = load_training_data(cfg, workdir)
   encoder = make_encoder(cfg.model.input, data.env_raster)
   model = build_model(cfg, len(data.class_index), encoder.input_dim)
