@@ -157,6 +157,11 @@ def score_species(predictor, cell_lonlat=None, *, taxa=None, labels=None, cell_a
   Pass `scorer` (a CellScorer of these cells) to reuse encoded cells; else `cell_lonlat` (M, 2).
   labels: positives per taxon (see `positive_lists`), None for thresholds/areas only.
   """
+  params = getattr(predictor, "params", None)
+  if not (isinstance(params, Mapping) and "species_embedding" in params):
+    raise SinrInputError("the streaming scorer needs a model with a linear species head "
+                         "(params['species_embedding']), e.g. a RangePredictor; score other "
+                         "models through their predict()", field="model")
   if scorer is None:
     cell_lonlat = np.asarray(cell_lonlat, np.float64)
     if cell_lonlat.ndim != 2 or cell_lonlat.shape[1] != 2 or not len(cell_lonlat):
