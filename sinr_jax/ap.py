@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sinr_jax import ranks
+
 
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
   """AP of `scores` for binary `labels` (float64 numpy). NaN when there is no positive."""
@@ -28,19 +30,47 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
   return float(np.sum(precision_at_end[y]) / n_pos)
 
 
-def _ap_sorted(s_desc: jax.Array, y: jax.Array) -> jax.Array:
-  tp = jnp.cumsum(y.astype(jnp.float32))
-  group_end = jnp.searchsorted(-s_desc, -s_desc, side="right") - 1
-  precision_at_end = tp[group_end] / (group_end + 1).astype(jnp.float32)
-  n_pos = tp[-1]
-  ap = jnp.sum(jnp.where(y, precision_at_end, 0.0)) / jnp.maximum(n_pos, 1.0)
-  return jnp.where(n_pos > 0, ap, jnp.nan)
+def host_ap_columns(keys, labels) -> np.ndarray:
+  """numpy: AP of every row of (S, M) order keys against (S, M) bool labels → (S,) float32.
+
+  Per row, AP = mean over positives of c_pos/c_all (see sinr_jax.ranks): one sort of the keys at
+  or above the lowest positive, one sort of the positives, two binary searches.
+  """
+  keys, labels = np.asarray(keys), np.asarray(labels, bool)
+  out = np.full(len(keys), np.nan, np.float32)
+
+  def row(i):
+    pk = np.sort(keys[i][labels[i]])
+    if len(pk):
+      cand = keys[i][keys[i] >= pk[0]]
+      cand.sort()
+      c_all = len(cand) - np.searchsorted(cand, pk, side="left")
+      c_pos = len(pk) - np.searchsorted(pk, pk, side="left")
+      out[i] = np.mean(c_pos / c_all)
+
+  ranks._rows(row, len(keys))
+  return out
+
+
+def _xla_ap(keys: jax.Array, y: jax.Array) -> jax.Array:
+  n = jnp.sum(y)
+  thr = jnp.where(y, keys, ranks.PAD_KEY)
+  c_all = keys.shape[0] - jnp.searchsorted(jax.lax.sort(keys), keys, side="left")
+  c_pos = n - jnp.searchsorted(jax.lax.sort(thr), keys, side="left")
+  ap = jnp.sum(jnp.where(y, c_pos / c_all.astype(jnp.float32), 0.0)) / jnp.maximum(n, 1)
+  return jnp.where(n > 0, ap, jnp.nan)
 
 
 @jax.jit
 def average_precision_columns(scores: jax.Array, labels: jax.Array) -> jax.Array:
-  """AP of every column: `scores`, `labels` (cells, species) → (species,), NaN without positives."""
-  def one(s, y):
-    order = jnp.argsort(-s, stable=True)
-    return _ap_sorted(s[order], y[order])
-  return jax.vmap(one, in_axes=1)(scores, labels.astype(bool))
+  """AP of every column: `scores`, `labels` (cells, species) → (species,), NaN without positives.
+
+  Computed from rank counts of float32 order keys (sinr_jax.ranks): numpy on the CPU backend,
+  lax.sort + searchsorted elsewhere.
+  """
+  keys = ranks.sortable_keys(scores.astype(jnp.float32)).T
+  y = labels.astype(bool).T
+  if ranks.default_impl() == "host":
+    return jax.pure_callback(host_ap_columns, jax.ShapeDtypeStruct(keys.shape[:1], jnp.float32),
+                             keys, y)
+  return jax.vmap(_xla_ap)(keys, y)

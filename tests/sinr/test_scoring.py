@@ -212,3 +212,21 @@ def test_bad_input(tiny_predictor):
     score_species(tiny_predictor, lonlat, default_threshold=1.0)
   with pytest.raises(SinrInputError, match="taxa must be"):
     score_species(tiny_predictor, lonlat, taxa=["a"])
+
+
+def test_dense_label_ap_columns_both_implementations():
+  from sinr_jax import ap
+  rng = np.random.default_rng(5)
+  scores = rng.integers(0, 6, (400, 9)).astype(np.float32) - 2.5  # heavy ties, both signs
+  labels = rng.random((400, 9)) < rng.uniform(0.005, 0.6, 9)
+  labels[:, 4] = False
+  labels[:, 5] = True
+  ref = [average_precision_score(labels[:, j], scores[:, j]) if labels[:, j].any() else np.nan
+         for j in range(9)]
+  keys = ranks.sortable_keys(jnp.asarray(scores)).T
+  xla = np.asarray(jax.jit(jax.vmap(ap._xla_ap))(keys, jnp.asarray(labels.T)))
+  host = ap.host_ap_columns(np.asarray(keys), labels.T)
+  default = np.asarray(ap.average_precision_columns(scores, labels))
+  for got in (xla, host, default):
+    np.testing.assert_allclose(got, ref, atol=1e-6)
+    assert np.isnan(got[4])
