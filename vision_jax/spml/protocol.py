@@ -10,16 +10,20 @@ resumed run sees the batches it would have seen).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
+import time
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ecorep import io
 from ecorep.checkpoint import Checkpointer
-from ecorep.mesh import batch_sharding, replicate, replicated, shard_batch
+from ecorep.mesh import (batch_sharding, check_batch_size, is_main_process, replicate,
+                         replicated, shard_batch)
 from vision_jax.spml import step as step_lib
 from vision_jax.spml.data import Split
 from vision_jax.spml.metrics import mean_average_precision
@@ -147,6 +151,44 @@ def finetune_run(state: step_lib.TrainState, step_fn: Callable, predict: Callabl
     if ckpt is not None:
       ckpt.close()
   return RunResult(lr, batch_size, best_epoch, float(best_map), val_hist, loss_hist, best)
+
+
+def search(mesh, run: Callable, lrs, batch_sizes, workdir: str | None, template=None):
+  """Runs `run(lr, batch_size, run_dir)` over the grid; returns (best RunResult, summaries)."""
+  done, best, ckpt = {}, None, None
+  if workdir:
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, "search.json")
+    if os.path.exists(path):
+      with open(path, encoding="utf-8") as f:
+        done = {(r["lr"], r["batch_size"]): r for r in json.load(f)}
+    ckpt = Checkpointer(os.path.join(workdir, "best"), max_to_keep=1, async_save=False)
+    if done and ckpt.latest_step() is not None and template is not None:
+      top = max(done.values(), key=lambda r: r["val_map"])
+      state, _ = ckpt.restore(template(top["lr"]))
+      best = RunResult(**{k: top[k] for k in (
+          "lr", "batch_size", "best_epoch", "val_map", "val_history", "loss_history")},
+          best=state)
+  for bs in batch_sizes:
+    check_batch_size(bs, mesh)
+    for lr in lrs:
+      if (lr, bs) in done:
+        continue
+      t0 = time.perf_counter()
+      result = run(lr, bs, os.path.join(workdir, f"run_lr{lr:g}_bs{bs}") if workdir else None)
+      summary = {**result.summary(), "seconds": round(time.perf_counter() - t0, 2)}
+      done[(lr, bs)] = summary
+      _log.info("lr %g, batch %d: val MAP %.4f (epoch %d)", lr, bs, result.val_map,
+                result.best_epoch)
+      if best is None or result.val_map > best.val_map:
+        best = result
+        if ckpt is not None:
+          ckpt.save(len(done), result.best)
+      if workdir and is_main_process():
+        io.write_json(os.path.join(workdir, "search.json"), list(done.values()))
+  if ckpt is not None:
+    ckpt.close()
+  return best, list(done.values())
 
 
 def precise_batch_stats(model: Classifier, params, batch_stats, get_batch: Callable, num: int,

@@ -138,9 +138,9 @@ def make_train_step(model: Classifier, loss_fn: Callable, tx: optax.GradientTran
 
 def _batched(forward: Callable, mesh, batch_size: int) -> Callable:
   """`run(params, batch_stats, get_batch, num) -> (num, ·) numpy` over batches of examples;
-  every example is evaluated: the last batch is padded to a multiple of the devices and the
-  padding dropped (the reference drops the last partial batch even at test time)."""
-  n_dev = mesh.devices.size
+  every example is evaluated: a short batch is padded to the full batch size (one compiled
+  shape) and the padding dropped (the reference drops the last partial batch even at test
+  time). `batch_size` must be a multiple of the devices."""
   sharding = batch_sharding(mesh)
   forward = jax.jit(forward)
 
@@ -149,7 +149,7 @@ def _batched(forward: Callable, mesh, batch_size: int) -> Callable:
     for start in range(0, num, batch_size):
       idx = np.arange(start, min(start + batch_size, num))
       x = get_batch(idx)
-      pad = -len(idx) % n_dev
+      pad = batch_size - len(idx)
       if pad:
         x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
       y = forward(params, batch_stats, jax.device_put(x, sharding))

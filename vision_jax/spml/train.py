@@ -18,7 +18,6 @@ With --workdir, completed runs are recorded in `search.json` and the best state 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -31,7 +30,6 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from ecorep import io
-from ecorep.checkpoint import Checkpointer
 from ecorep.config import config_to_json, parse_cli
 from ecorep.errors import InputError
 from ecorep.mesh import check_batch_size, data_mesh, is_main_process
@@ -121,43 +119,6 @@ def _train_step(setup: Setup, model: Classifier, params_like) -> tuple:
   return tx, train_step
 
 
-def search(setup: Setup, run: Callable, lrs, batch_sizes, workdir: str | None, template=None):
-  """Runs `run(lr, batch_size, run_dir)` over the grid; returns (best RunResult, summaries)."""
-  done, best, ckpt = {}, None, None
-  if workdir:
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, "search.json")
-    done = {(r["lr"], r["batch_size"]): r for r in (
-        json.load(open(path)) if os.path.exists(path) else [])}
-    ckpt = Checkpointer(os.path.join(workdir, "best"), max_to_keep=1, async_save=False)
-    if done and ckpt.latest_step() is not None and template is not None:
-      top = max(done.values(), key=lambda r: r["val_map"])
-      state, _ = ckpt.restore(template(top["lr"]))
-      best = protocol.RunResult(**{k: top[k] for k in (
-          "lr", "batch_size", "best_epoch", "val_map", "val_history", "loss_history")},
-          best=state)
-  for bs in batch_sizes:
-    check_batch_size(bs, setup.mesh)
-    for lr in lrs:
-      if (lr, bs) in done:
-        continue
-      t0 = time.perf_counter()
-      result = run(lr, bs, os.path.join(workdir, f"run_lr{lr:g}_bs{bs}") if workdir else None)
-      summary = {**result.summary(), "seconds": round(time.perf_counter() - t0, 2)}
-      done[(lr, bs)] = summary
-      _log.info("lr %g, batch %d: val MAP %.4f (epoch %d)", lr, bs, result.val_map,
-                result.best_epoch)
-      if best is None or result.val_map > best.val_map:
-        best = result
-        if ckpt is not None:
-          ckpt.save(len(done), result.best)
-      if workdir and is_main_process():
-        io.write_json(os.path.join(workdir, "search.json"), list(done.values()))
-  if ckpt is not None:
-    ckpt.close()
-  return best, list(done.values())
-
-
 def recovery_maps(setup: Setup, best: protocol.RunResult, train: data_lib.Split,
                   train_scores: np.ndarray) -> dict:
   out = {"train_map": mean_average_precision(train.labels, train_scores).map}
@@ -175,7 +136,7 @@ def _linear_phase(setup: Setup, model: Classifier, feats: dict, splits: dict, se
   keys = ["head"] + (["est"] if setup.mode in ("dense", "lowrank") else [])
   tx, train_step = _train_step(setup, model, dict.fromkeys(keys))
   template = lambda lr: _init_state(setup, model, tx, train.observed, lr)
-  shardings = step_lib.state_shardings(template(sec.lrs[0]), setup.mesh)
+  shardings = step_lib.state_shardings(jax.eval_shape(template, sec.lrs[0]), setup.mesh)
   run_epoch = protocol.make_linear_epoch(train_step, setup.mesh, shardings)
   predict = step_lib.make_predict(model, setup.mesh, batch_size=8192)
   arrays = protocol.device_arrays(dataclasses.replace(train, x=feats["train"]), setup.mesh)
@@ -184,7 +145,7 @@ def _linear_phase(setup: Setup, model: Classifier, feats: dict, splits: dict, se
     return protocol.linear_run(template(lr), run_epoch, predict, arrays, len(train), fval,
                                epochs=sec.epochs, batch_size=bs, lr=lr, seed=setup.cfg.seed,
                                key=setup.key)
-  return search(setup, run, sec.lrs, sec.batch_sizes, workdir, template)
+  return protocol.search(setup.mesh, run, sec.lrs, sec.batch_sizes, workdir, template)
 
 
 def train(cfg: ml_collections.ConfigDict, workdir: str | None = None, *, mesh=None,
@@ -204,8 +165,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | None = None, *, mesh=No
     raise InputError(f"role.mode must be one of {role.MODES}, got '{mode}'", field="role.mode")
   setup = Setup(cfg, mesh, loss_fn, mode, jax.random.key(cfg.seed))
   if workdir and is_main_process():
-    os.makedirs(workdir, exist_ok=True)
-    io.write_text(os.path.join(workdir, "config.json"), config_to_json(cfg))
+    _claim_workdir(workdir, cfg)
   splits = {"train": data.train, "val": data.val, "test": data.test}
   check_batch_size(cfg.train.eval_batch_size, mesh)
 
@@ -241,6 +201,20 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | None = None, *, mesh=No
   return results
 
 
+def _claim_workdir(workdir: str, cfg: ml_collections.ConfigDict) -> None:
+  """Writes config.json, or checks that a resumed workdir ran this very config (its finished
+  runs are reused, so another config there would mix experiments)."""
+  os.makedirs(workdir, exist_ok=True)
+  path, text = os.path.join(workdir, "config.json"), config_to_json(cfg)
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      if f.read() != text:
+        raise InputError("this workdir holds a run of a different config; use a new --workdir "
+                         "(or remove it) to start another experiment", file=path)
+    return
+  io.write_text(path, text)
+
+
 def _finetune(setup: Setup, model: Classifier, splits: dict, workdir: str | None):
   cfg, mesh = setup.cfg, setup.mesh
   train, val = splits["train"], splits["val"]
@@ -260,7 +234,7 @@ def _finetune(setup: Setup, model: Classifier, splits: dict, workdir: str | None
 
   tx, train_step = _train_step(setup, model, start["params"])
   template = lambda lr: _init_state(setup, model, tx, train.observed, lr, start=start)
-  shardings = step_lib.state_shardings(template(cfg.train.lrs[0]), mesh)
+  shardings = step_lib.state_shardings(jax.eval_shape(template, cfg.train.lrs[0]), mesh)
   step_fn = jax.jit(train_step, donate_argnums=0,
                     out_shardings=(shardings, NamedSharding(mesh, P())))
   predict = step_lib.make_predict(model, mesh, cfg.train.eval_batch_size)
@@ -269,7 +243,7 @@ def _finetune(setup: Setup, model: Classifier, splits: dict, workdir: str | None
     return protocol.finetune_run(template(lr), step_fn, predict, train, val,
                                  epochs=cfg.train.epochs, batch_size=bs, lr=lr, seed=cfg.seed,
                                  mesh=mesh, key=setup.key, workdir=run_dir)
-  best, runs = search(setup, run, cfg.train.lrs, cfg.train.batch_sizes, workdir, template)
+  best, runs = protocol.search(mesh, run, cfg.train.lrs, cfg.train.batch_sizes, workdir, template)
   return best, runs, lin_runs, feats
 
 
