@@ -4,7 +4,8 @@
 
 Inputs are float images in [0, 1], (B, H, W, 3), with no mean/std normalisation (as SimCLR).
 Batch norm follows SimCLR: decay 0.9, ε 1e-5, and the last BN of every residual block starts
-with γ = 0 so that each block starts as the identity. Under `jax.jit` with a batch-sharded input
+with γ = 0 so that each block starts as the identity (`zero_init_residual=False`: γ = 1, the
+PyTorch default). Under `jax.jit` with a batch-sharded input
 the BN batch mean and variance are reductions over the global batch (global view), so this *is*
 cross-device ("global") BN with no extra code; tests/vision/test_resnet.py checks it.
 
@@ -54,6 +55,7 @@ class BasicBlock(nn.Module):
   strides: int
   conv: Any
   norm: Any
+  last_scale_init: Any = nn.initializers.zeros
 
   @nn.compact
   def __call__(self, x):
@@ -61,7 +63,7 @@ class BasicBlock(nn.Module):
     y = self.conv(self.filters, (3, 3), (self.strides, self.strides))(x)
     y = nn.relu(self.norm()(y))
     y = self.conv(self.filters, (3, 3))(y)
-    y = self.norm(scale_init=nn.initializers.zeros)(y)
+    y = self.norm(scale_init=self.last_scale_init)(y)
     if residual.shape != y.shape:
       residual = self.conv(self.filters, (1, 1), (self.strides, self.strides),
                            name="proj_conv")(residual)
@@ -74,6 +76,7 @@ class BottleneckBlock(nn.Module):
   strides: int
   conv: Any
   norm: Any
+  last_scale_init: Any = nn.initializers.zeros
 
   @nn.compact
   def __call__(self, x):
@@ -82,7 +85,7 @@ class BottleneckBlock(nn.Module):
     y = self.conv(self.filters, (3, 3), (self.strides, self.strides))(y)
     y = nn.relu(self.norm()(y))
     y = self.conv(self.filters * 4, (1, 1))(y)
-    y = self.norm(scale_init=nn.initializers.zeros)(y)
+    y = self.norm(scale_init=self.last_scale_init)(y)
     if residual.shape != y.shape:
       residual = self.conv(self.filters * 4, (1, 1), (self.strides, self.strides),
                            name="proj_conv")(residual)
@@ -104,6 +107,7 @@ class ResNet(nn.Module):
   layer4_stride: int = 2
   dtype: Any = jnp.float32
   base_width: int = 64
+  zero_init_residual: bool = True
 
   @nn.compact
   def __call__(self, images, train: bool, return_feature_map: bool = False):
@@ -113,6 +117,7 @@ class ResNet(nn.Module):
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=BN_MOMENTUM,
                              epsilon=BN_EPSILON, dtype=self.dtype)
     block = BottleneckBlock if bottleneck else BasicBlock
+    last_scale_init = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
     width = self.base_width * self.width_multiplier
 
     x = jnp.asarray(images, self.dtype)
@@ -127,7 +132,8 @@ class ResNet(nn.Module):
       stage_stride = 1 if stage == 0 else (self.layer4_stride if stage == 3 else 2)
       for b in range(num_blocks):
         x = block(filters=width * 2**stage, strides=stage_stride if b == 0 else 1, conv=conv,
-                  norm=norm, name=f"stage{stage + 1}_block{b + 1}")(x)
+                  norm=norm, last_scale_init=last_scale_init,
+                  name=f"stage{stage + 1}_block{b + 1}")(x)
     feature_map = x
     features = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
     outputs = (features,)
