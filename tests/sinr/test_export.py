@@ -123,3 +123,25 @@ def test_export_cli_and_bad_input(tmp_path, monkeypatch, predictor, capsys):
   assert "error" in capsys.readouterr().err
   with pytest.raises(SinrInputError, match="integer taxon ids"):
     parse_taxa("10,abc")
+
+
+def test_export_with_expert_labels_uses_f1_thresholds(predictor, tmp_path):
+  from sinr_jax.export import labels_from_iucn
+  cells, lonlat = grid.land_cells(RES)
+  probs = predictor.predict(lonlat[:, 0], lonlat[:, 1], taxa=[12])[:, 0]
+  top = np.argsort(-probs)[:40]  # an expert range the model ranks first...
+  locs = np.concatenate([lonlat[top], [[-150.0, -60.0]]])  # ...and one point in the ocean
+  path = tmp_path / "iucn_res_5.json"
+  path.write_text(json.dumps({"locs": locs.tolist(), "taxa_presence": {"12": list(range(41))}}))
+  labels, dropped = labels_from_iucn(str(path), cells, RES)
+  assert dropped == 1 and sorted(labels[12]) == sorted(top)
+  out = str(tmp_path / "f1")
+  manifest = export_ranges(predictor, out, taxa=[12, 14], h3_res=RES, labels=labels)
+  assert manifest["num_f1_thresholds"] == 1
+  summary = pd.read_csv(os.path.join(out, "summary.csv")).set_index("taxon_id")
+  assert summary.loc[12, "threshold_source"] == "f1" and summary.loc[14, "threshold_source"] == "default"
+  assert summary.loc[12, "best_f1"] == pytest.approx(1.0) and summary.loc[12, "range_cells"] == 40
+  assert summary.loc[12, "ap"] == pytest.approx(1.0)
+  rows = pd.read_csv(os.path.join(out, "ranges.csv"), dtype={"h3": str})
+  assert sorted(np.searchsorted(cells, [h3.str_to_int(c) for c in rows[rows.taxon_id == 12].h3])) \
+      == sorted(top)
