@@ -94,7 +94,7 @@ def _digit_pools(mnist_csv: str | None, seed: int):
 def load_digits(*, num_train: int = 2000, num_test: int = 500, cell: int = 16, grid: int = 2,
                 min_digits: int = 2, max_digits: int = 4, seed: int = 1200,
                 split_seed: int = 1200, compose_seed: int = 0, val_frac: float = 0.2,
-                mnist_csv: str | None = None) -> SPMLData:
+                num_neg: int = 0, mnist_csv: str | None = None) -> SPMLData:
   """`num_train` pool images (80% train, 20% val) and `num_test` test images, composed from
   disjoint digit images (4,000 for the pool, 1,000 for the test images)."""
   (pool_d, pool_c), (test_d, test_c) = _digit_pools(mnist_csv, compose_seed)
@@ -106,4 +106,4 @@ def load_digits(*, num_train: int = 2000, num_test: int = 500, cell: int = 16, g
                            max_digits=max_digits)
   return make_splits("digits", ArrayImages(x_pool), y_pool, ArrayImages(x_test), y_test,
                      class_names=[str(d) for d in range(NUM_CLASSES)], seed=seed,
-                     split_seed=split_seed, val_frac=val_frac)
+                     split_seed=split_seed, val_frac=val_frac, num_neg=num_neg)

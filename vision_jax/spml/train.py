@@ -55,7 +55,7 @@ def load_data(cfg: ml_collections.ConfigDict) -> data_lib.SPMLData:
     g = d.digits
     return load_digits(num_train=g.num_train, num_test=g.num_test, cell=g.cell, grid=g.grid,
                        min_digits=g.min_digits, max_digits=g.max_digits,
-                       mnist_csv=g.mnist_csv or None, **common)
+                       num_neg=num_neg, mnist_csv=g.mnist_csv or None, **common)
   if d.name == "published":
     if num_neg:
       raise InputError("IU needs observed negatives; the published observed labels have none",
@@ -157,6 +157,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | None = None, *, mesh=No
     raise InputError(f"protocol must be linear or finetune, got '{cfg.protocol}'",
                      field="protocol")
   data = load_data(cfg) if data is None else data
+  if cfg.loss in losses.USES_OBSERVED_NEGATIVES and not (data.train.observed == -1).any():
+    raise InputError(f"loss '{cfg.loss}' needs observed negatives and the training labels have "
+                     "none", field="loss")
   k = resolve_k(cfg, data)
   loss_fn = losses.get_loss(cfg.loss, k=k, ls_coef=cfg.train.ls_coef,
                             epr_weight=cfg.train.epr_weight, me_weight=cfg.train.me_weight)

@@ -125,3 +125,6 @@ def test_digit_set_from_real_mnist():
   assert d.train.x.shape == (24, 24, 3) and d.num_classes == 10
   assert d.train.x.batch(np.arange(4)).max() > 200  # real ink, not blank canvases
   assert 1.5 < d.train.labels.sum(1).mean() < 3.5
+  iu = composite.load_digits(num_train=100, num_test=30, cell=12, num_neg=1)
+  np.testing.assert_array_equal((iu.train.observed == -1).sum(1), 1)
+  np.testing.assert_array_equal(iu.train.observed == 1, d.train.observed == 1)

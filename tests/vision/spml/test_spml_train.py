@@ -10,6 +10,7 @@ from sklearn.metrics import average_precision_score
 
 from ecorep.checkpoint import Checkpointer
 from ecorep.config import load_config
+from ecorep.errors import InputError
 from vision_jax.spml import data as data_lib
 from vision_jax.spml import train as train_lib
 
@@ -61,6 +62,12 @@ def test_finetune_from_linear_init_on_digits(tmp_path, repo_root):
   assert r["test_map"] > 0.2 and np.isfinite(r["train_map"])
   # Per-epoch checkpoint of the fine-tune run (resume point).
   assert os.listdir(os.path.join(tmp_path, "run_lr0.001_bs16", "checkpoints"))
+
+
+def test_iu_without_observed_negatives_is_refused(repo_root):
+  cfg = load_config(os.path.join(repo_root, "configs/spml.py:iu,linear"))
+  with pytest.raises(InputError, match="needs observed negatives"):
+    train_lib.train(cfg, None, data=data_lib.load_yeast())  # drawn without negatives
 
 
 def test_cli_reports_bad_k_and_unknown_keys(repo_root, capsys):
