@@ -132,7 +132,8 @@ def tables(results: dict, names: list[str], args, t_linear: float, t_total: floa
                f"{r['num_test']} test images, 32×32, 10 classes), ResNet-10 (base width 8, small "
                f"stem, random init, BN statistics estimated on the training images before the "
                f"linear phase), linear phase 25 epochs then 10 epochs end to end, Adam, one point "
-               f"lr 1e-3 × batch 16 for both phases ({args.finetune_grid} grid), 1 draw.\n")
+               f"lr 1e-3 × batch 16 for both phases ({args.finetune_grid} grid), 1 draw (no spread measured, so gaps "
+               f"of a few points between single-positive losses there are not established).\n")
   return (
       f"Seed Table 5.1 / 5.2 structure on real data. Linear: yeast (MULAN; {any_r['num_train']} "
       f"train / {any_r['num_val']} val / {any_r['num_test']} test, 103 features, 14 labels, "
