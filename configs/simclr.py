@@ -5,6 +5,8 @@
     v2             3-layer projection head (d→d→d→128)
     cifar          small stem, 32 px, no blur, colour strength 0.5, τ 0.5, B 512,
                    LARS with √B scaling (0.075·√B), as the reference's CIFAR-10 setting
+    demo           (with the shared demo token) mnist_5k digits on a CPU: ResNet-18 base width 16,
+                   B 128, 15 epochs, LARS 0.075·√B, τ 0.5, no blur / hue / saturation
   and the shared tokens of vision_jax/ssl/config.py (r18, r50, r50x4, small, bf16, demo, tiny).
 Defaults are the reference's ImageNet setting: ResNet-50, B 4096, LARS 0.3·B/256, weight decay
 1e-6, 10 warm-up epochs of 100, τ 0.1, colour strength 1.0, blur p 0.5. The loss is the mean

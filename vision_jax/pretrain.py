@@ -73,14 +73,6 @@ def _init(objective, tx, image_size: int, init_key, run_key) -> TrainState:
                     extra=extra, opt_state=tx.init(params), rng=jax.random.key_data(run_key))
 
 
-def init_state(objective, tx: optax.GradientTransformation, seed: int, image_size: int,
-               mesh) -> TrainState:
-  """Replicated initial state; the parameters depend on `seed` only, not on the mesh."""
-  init = jax.jit(functools.partial(_init, objective, tx, image_size),
-                 out_shardings=replicated(mesh))
-  return init(ssl_base.init_key(seed), jax.random.key(seed))
-
-
 def make_train_step(objective, tx: optax.GradientTransformation, policy: augment.Policy,
                     schedule: optax.Schedule, mesh) -> Callable:
   """Returns `train_step(state, batch) -> (state, metrics)`, compiled once.

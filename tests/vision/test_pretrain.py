@@ -144,7 +144,8 @@ def test_load_encoder_features_and_architecture_mismatch(reference_run, digits, 
   spec = json.load(open(tmp_path / "run" / "model.json"))
   spec["backbone"]["base_width"] = 8
   json.dump(spec, open(tmp_path / "run" / "model.json", "w"))
-  with pytest.raises(CheckpointMismatchError, match=r"shape \(4,\).*expects \(8,\).*different arch"):
+  with pytest.raises(CheckpointMismatchError,
+                     match=r"shape \(4,\).*expects \(8,\).*different architecture"):
     load_encoder(tmp_path / "run")
   with pytest.raises(VisionInputError, match="no model.json"):
     load_encoder(tmp_path)
@@ -155,8 +156,8 @@ def test_load_encoder_features_and_architecture_mismatch(reference_run, digits, 
 @pytest.mark.slow
 def test_simclr_on_real_digits_lifts_the_linear_probe(repo_root, tmp_path):
   """300 steps of SimCLR (ResNet-10, base width 8, 28 px, B 64) on the 4,000 mnist_5k training
-  digits. Measured here: SimCLR 0.847 top-1 vs 0.727 for random init with all BN γ = 1 and
-  0.177 for the run's own initialisation (last BN γ of each block = 0)."""
+  digits. Measured here: SimCLR 0.819 top-1 vs 0.727 for random init with all BN γ = 1 and
+  0.177 for the run's own initialisation (last BN γ of each block = 0); ~75 s on 2 cores."""
   cfg = load_config(os.path.join(repo_root, "configs/simclr.py:demo"), [
       "model.depth=10", "model.base_width=8", "train.batch_size=64", "train.num_steps=300",
       "optim.base_lr=0.3", "train.log_every=100", "train.checkpoint_every=300"])

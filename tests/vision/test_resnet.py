@@ -8,7 +8,7 @@ import pytest
 
 from ecorep.mesh import batch_sharding, data_mesh
 from vision_jax.errors import VisionInputError
-from vision_jax.resnet import ResNet, feature_dim
+from vision_jax.resnet import ResNet, conv2d, feature_dim, kernel_grad_gemm
 from vision_jax.ssl.base import init_key
 
 
@@ -104,3 +104,30 @@ def test_batch_norm_statistics_are_global_over_the_sharded_batch():
   np.testing.assert_allclose(stem["var"], 0.9 + 0.1 * var, rtol=1e-5)
   per_device_mean = conv[:2].mean(axis=(0, 1, 2))  # what per-device BN would use on device 0
   assert np.abs(per_device_mean - mean).max() > 10 * np.abs(stem["mean"] / 0.1 - mean).max()
+
+
+@pytest.mark.parametrize("shape,kernel,stride", [((2, 9, 9, 5), 3, 1), ((2, 9, 8, 20), 3, 2),
+                                                 ((2, 8, 8, 20), 1, 2), ((2, 16, 16, 3), 7, 2)])
+def test_cpu_kernel_gradient_equals_xla_and_float64(shape, kernel, stride):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=shape).astype(np.float32)
+  k = rng.normal(size=(kernel, kernel, shape[-1], 6)).astype(np.float32)
+  dn = ("NHWC", "HWIO", "NHWC")
+  loss = lambda fn: jax.jit(jax.grad(lambda x, k: jnp.sum(jnp.sin(fn(  # noqa: E731
+      x, k, (stride, stride), "SAME", dimension_numbers=dn))), (0, 1)))
+  ours = loss(conv2d)(x, k)
+  xla = loss(jax.lax.conv_general_dilated)(x, k)
+  for a, b in zip(ours, xla):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+  # The kernel gradient for an all-ones upstream gradient: Σ over windows of the padded input.
+  pads = jax.lax.padtype_to_pads(shape[1:3], (kernel, kernel), (stride, stride), "SAME")
+  dy = np.ones((shape[0], -(-shape[1] // stride), -(-shape[2] // stride), 6), np.float32)
+  xp = np.pad(x.astype(np.float64), ((0, 0), pads[0], pads[1], (0, 0)))
+  ho, wo = dy.shape[1:3]
+  want = np.zeros((kernel, kernel, shape[-1], 6))
+  for i in range(kernel):
+    for j in range(kernel):
+      window = xp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+      want[i, j] = window.sum(axis=(0, 1, 2))[:, None]
+  got = kernel_grad_gemm(jnp.asarray(x), jnp.asarray(dy), k.shape, (stride, stride), pads)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

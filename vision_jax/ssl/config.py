@@ -12,8 +12,8 @@ Tokens shared by all families (comma-separated after the colon, applied left to 
   r18 | r50 | r50x4   backbone
   small               small-image stem, 32 px crops (CIFAR-like data)
   bf16                bfloat16 compute (GPU/TPU)
-  demo                ResNet-18 (base width 16), standard stem, mnist_5k train split, 28 px, crops of
-                      20–100% of a digit, CPU-sized
+  demo                ResNet-18 (base width 16), standard stem, mnist_5k train split, 28 px,
+                      crops of 20–100% of a digit, CPU-sized
   tiny                ResNet-10 (base width 4), 16 px, 8-image batches, 4 steps: for tests
 """
 from __future__ import annotations
