@@ -3,6 +3,7 @@ configs, run directories and encoders, and a linear-probe lift from a few hundre
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 
@@ -178,3 +179,25 @@ def test_simclr_on_real_digits_lifts_the_linear_probe(repo_root, tmp_path):
         f"random init (last γ=0) {random_zero:.3f}")
   assert simclr >= random_unit + 0.06
   assert simclr >= random_zero + 0.4
+
+
+def test_byol_train_step_moves_the_target_by_the_ema_of_the_new_weights(repo_root):
+  """The loop's step wiring for EMA objectives: after step k the target is
+  τ_k·target + (1 − τ_k)·(the updated online weights)."""
+  cfg = _cfg(repo_root, "configs/byol.py:tiny")
+  mesh = data_mesh()
+  setup = pretrain.setup_run(cfg, num_examples=64, num_classes=10, mesh=mesh)
+  views = np.random.default_rng(1).integers(0, 256, (8, 2, 16, 16, 3), np.uint8)
+  batch = shard_batch({"views": views, "label": np.zeros(8, np.int32)}, mesh)
+  state, _ = setup.train_step(setup.init(0), batch)  # step 0: warm-up lr 0
+  before = jax.device_get(state.extra["target_params"])
+  after, metrics = setup.train_step(state, batch)
+  assert np.isfinite(float(metrics["loss"])) and 0 <= float(metrics["loss"]) <= 8
+  tau = 1 - 0.004 * (math.cos(math.pi * 1 / 6) + 1) / 2  # step 1 of 6
+  online = jax.device_get({k: after.params[k] for k in ("backbone", "head")})
+  target = jax.device_get(after.extra["target_params"])
+  moved = 0
+  for t, t0, o in zip(jax.tree.leaves(target), jax.tree.leaves(before), jax.tree.leaves(online)):
+    np.testing.assert_allclose(t, tau * t0 + (1 - tau) * o, rtol=1e-5, atol=1e-7)
+    moved += not np.allclose(t, t0, rtol=0, atol=0)
+  assert moved > 0
