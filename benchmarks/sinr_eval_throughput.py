@@ -77,8 +77,11 @@ def random_problem(m: int, s: int, seed: int, median_range: float = 2000.0, sigm
   return emb, w, pos
 
 
+BLOCK = 64  # species per block, score_species' default
+
+
 def scorer_block_runner(scorer: CellScorer, w: np.ndarray, pos: list[np.ndarray] | None,
-                        block: int = 32):
+                        block: int = BLOCK):
   """Runs the scorer over the species of `w` in blocks (as score_species does); returns APs."""
   from sinr_jax.scoring import plan_blocks
   num = np.array([len(p) for p in pos]) if pos is not None else np.zeros(len(w), np.int64)
@@ -164,8 +167,8 @@ def part_scorer(args) -> tuple[str, list[dict]]:
   labelled = scorer_block_runner(scorer, w, pos)
   unlabelled = scorer_block_runner(scorer, w, None)
   head = jax.jit(lambda e, wb: jnp.max(wb @ e.T, axis=1))
-  wb = jnp.asarray(w[:32])
-  matmul = lambda: jax.block_until_ready([head(scorer.emb, wb) for _ in range(len(w) // 32)])
+  wb = jnp.asarray(w[:BLOCK])
+  matmul = lambda: jax.block_until_ready([head(scorer.emb, wb) for _ in range(len(w) // BLOCK)])
   runs = {"labels": labelled, "no labels": unlabelled, "head matmul": matmul}
   for r in runs.values():
     r()
@@ -192,7 +195,7 @@ def part_scorer(args) -> tuple[str, list[dict]]:
   body = (f"Scorer throughput on {len(w)} species × {m:,} cells (D={WIDTH}, random labels with "
           f"lognormal range sizes, impl `{scorer.impl}`), median of {args.reps} alternating "
           f"repetitions. GEMM rate (4096³ float32, same run): {gemm_gflops:.0f} GFLOP/s. "
-          "'head matmul' is the scorer's matmul shape (32 species × cells) alone.\n\n"
+          f"'head matmul' is the scorer's matmul shape ({BLOCK} species × cells) alone.\n\n"
           + "\n".join(lines))
   return body, rows
 

@@ -36,7 +36,7 @@ def host_ap_columns(keys, labels) -> np.ndarray:
   Per row, AP = mean over positives of c_pos/c_all (see sinr_jax.ranks): one sort of the keys at
   or above the lowest positive, one sort of the positives, two binary searches.
   """
-  keys, labels = np.asarray(keys), np.asarray(labels, bool)
+  keys, labels = ranks.host_array(keys), ranks.host_array(labels).astype(bool, copy=False)
   out = np.full(len(keys), np.nan, np.float32)
 
   def row(i):

@@ -8,7 +8,7 @@ from sinr_jax.scoring import score_species
 
 
 def evaluate_ranges(predictor, cell_lonlat: np.ndarray, presence: scipy.sparse.spmatrix,
-                    taxa: np.ndarray, *, species_block: int = 32) -> dict:
+                    taxa: np.ndarray, *, species_block: int = 64) -> dict:
   """Per-species AP of the predicted presence over all cells, and their mean (MAP).
 
   `presence` is (species, cells) with rows in the order of `taxa`. Taxa the model does not know

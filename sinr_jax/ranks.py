@@ -53,6 +53,11 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
                                                thread_name_prefix="sinr-rank")
 
 
+def host_array(x) -> np.ndarray:
+  """A callback argument as numpy (the callback receives jax Arrays; this copies them once)."""
+  return x if isinstance(x, np.ndarray) else np.asarray(x)
+
+
 def _rows(fn, n: int) -> None:
   if n > 1:
     list(_pool().map(fn, range(n)))
@@ -62,7 +67,7 @@ def _rows(fn, n: int) -> None:
 
 def host_counts(keys, thr_keys) -> tuple[np.ndarray, np.ndarray]:
   """(..., M) keys, (..., K) threshold keys → (c_all, c_pos), each (..., K) int32."""
-  keys, thr_keys = np.asarray(keys), np.asarray(thr_keys)
+  keys, thr_keys = host_array(keys), host_array(thr_keys)
   s = keys.reshape(-1, keys.shape[-1])
   t = thr_keys.reshape(-1, thr_keys.shape[-1])
   c_all = np.empty(t.shape, np.int32)
@@ -80,22 +85,20 @@ def host_counts(keys, thr_keys) -> tuple[np.ndarray, np.ndarray]:
   return c_all.reshape(thr_keys.shape), c_pos.reshape(thr_keys.shape)
 
 
-def host_range_size(keys, thr_key, area) -> tuple[np.ndarray, np.ndarray]:
-  """(..., M) keys, (...) threshold keys, (M,) areas → (#cells >= threshold int32, their area)."""
-  keys, thr_key = np.asarray(keys), np.asarray(thr_key)
-  area = np.asarray(area, np.float32).reshape(-1)  # vmap's expand_dims adds a leading 1
-  s = keys.reshape(-1, keys.shape[-1])
-  t = thr_key.reshape(-1)
+def host_range_size(inside, area) -> tuple[np.ndarray, np.ndarray]:
+  """(..., M) bool "cell in range", (M,) areas → (#cells int32, their area float32)."""
+  inside = host_array(inside)
+  area = host_array(area).astype(np.float32, copy=False).reshape(-1)
+  s = inside.reshape(-1, inside.shape[-1])
   cells = np.empty(len(s), np.int32)
   km2 = np.empty(len(s), np.float32)
 
   def row(i):
-    inside = s[i] >= t[i]
-    cells[i] = np.count_nonzero(inside)
-    km2[i] = np.dot(inside.astype(np.float32), area)
+    cells[i] = np.count_nonzero(s[i])
+    km2[i] = np.dot(s[i].astype(np.float32), area)
 
   _rows(row, len(s))
-  return cells.reshape(thr_key.shape), km2.reshape(thr_key.shape)
+  return cells.reshape(inside.shape[:-1]), km2.reshape(inside.shape[:-1])
 
 
 # ---- XLA implementation -------------------------------------------------------------------------
@@ -131,7 +134,9 @@ def range_size(keys: jax.Array, thr_key: jax.Array, area: jax.Array, impl: str):
     return _xla_range_size(keys, thr_key, area)
   out = (jax.ShapeDtypeStruct(thr_key.shape, jnp.int32),
          jax.ShapeDtypeStruct(thr_key.shape, jnp.float32))
-  return jax.pure_callback(host_range_size, out, keys, thr_key, area, vmap_method="expand_dims")
+  # The comparison is one fused XLA pass; only 1 byte per cell crosses to the host (callback
+  # arguments are copied), where the row sums run ~4× faster than XLA:CPU's reductions.
+  return jax.pure_callback(host_range_size, out, keys >= thr_key, area, vmap_method="expand_dims")
 
 
 def default_impl() -> str:

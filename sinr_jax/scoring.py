@@ -150,7 +150,7 @@ def plan_blocks(num_pos: np.ndarray, max_block: int,
 
 def score_species(predictor, cell_lonlat=None, *, taxa=None, labels=None, cell_area_km2=None,
                   default_threshold: float = 0.5, scorer: CellScorer | None = None,
-                  max_block: int = 32, mesh=None, impl: str | None = None,
+                  max_block: int = 64, mesh=None, impl: str | None = None,
                   progress: bool = False) -> SpeciesScores:
   """Scores `taxa` (default: every taxon of the model) over the cells. See the module docstring.
 
