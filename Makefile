@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench clean
+.PHONY: install demo demo-vision test bench spml-table sinr-table clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,12 +25,24 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m sinr_jax.demo --workdir=runs/demo
 
+demo-vision: $(STAMP)
+	$(PY) -m vision_jax.demo --workdir=runs/demo_vision
+
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m pip install -q '$(TORCH)'
 	$(PY) benchmarks/sinr_train_throughput.py
+	$(PY) benchmarks/sinr_eval_throughput.py
+	$(PY) benchmarks/ssl_throughput.py
+
+# Table reproductions (minutes each on a 2-core CPU; results go to benchmarks/RESULTS.md).
+sinr-table: $(STAMP)
+	$(PY) benchmarks/sinr_table.py
+
+spml-table: $(STAMP)
+	$(PY) benchmarks/spml_table.py
 
 clean:
 	rm -rf runs .pytest_cache

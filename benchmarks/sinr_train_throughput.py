@@ -96,7 +96,7 @@ def main() -> None:
   p.add_argument("--species", default="10000,47375")
   p.add_argument("--batch", type=int, default=2048)
   p.add_argument("--reps", type=int, default=5)
-  p.add_argument("--block_sizes", default="512,0", help="head block sizes to time (0 = unblocked)")
+  p.add_argument("--block_sizes", default="256,0", help="head block sizes to time (0 = unblocked)")
   p.add_argument("--no_torch", action="store_true")
   p.add_argument("--no_record", action="store_true")
   args = p.parse_args()

@@ -53,7 +53,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.train.lr_decay = 0.98        # per epoch
   # Species per block in the fused head of the *_full losses (0 = whole matrix at once). Blocks
   # keep the B×S logits in cache on CPUs; on GPUs larger blocks (or 0) are usually faster.
-  c.train.head_block_size = 512
+  c.train.head_block_size = 256
   c.train.log_every = 50
   c.train.checkpoint_every = 1000
   c.train.keep_checkpoints = 3
