@@ -103,7 +103,7 @@ def main() -> None:
   blocks = [int(b) for b in args.block_sizes.split(",")]
   rates = matmul_rate()
   peak = max(rates.values())
-  print(f"matmul rate (4096³ GEMM): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in rates.items()))
+  print("matmul rate (4096³ GEMM): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in rates.items()))
   lines = ["| S | B | JAX head block | JAX s/step | JAX obs/s | PyTorch s/step | PyTorch obs/s "
            "| JAX / PyTorch | JAX GFLOP/s | % of matmul rate |",
            "|---|---|---|---|---|---|---|---|---|---|"]

@@ -13,8 +13,8 @@ import time
 import numpy as np
 
 from ecorep import io
-from ecorep.config import load_config, parse_cli
-from ecorep.errors import InputError
+from ecorep.cli import parse_flags, run_cli
+from ecorep.config import load_config
 from sinr_jax import load
 from sinr_jax.maps import save_range_maps
 from sinr_jax.range_eval import evaluate_ranges
@@ -82,33 +82,26 @@ def run_demo(workdir: str, config_spec: str = DEFAULT_CONFIG, overrides=(), num_
 
 
 def main(argv: list[str]) -> int:
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-  try:
-    flags = dict(a[2:].split("=", 1) if "=" in a else (a[2:], "true") for a in argv)
-    unknown = set(flags) - {"workdir", "config", "num_maps"}
-    if unknown:
-      raise InputError(f"unknown flag(s) {sorted(unknown)}; use --workdir, --config, --num_maps")
-    workdir = flags.get("workdir", "runs/demo")
+  def body(argv):
+    flags = parse_flags(argv, ("workdir", "config", "num_maps"))
+    workdir = os.path.abspath(flags.get("workdir", "runs/demo"))
     t0 = time.perf_counter()
     metrics = run_demo(workdir, flags.get("config", DEFAULT_CONFIG),
                        num_maps=int(flags.get("num_maps", 6)))
-  except InputError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  rm = metrics["range_map"]
-  workdir = os.path.abspath(workdir)
-  print("\n=== ecorep-jax demo: SINR range maps on the simulated world ===")
-  print(f"range-map MAP over {rm['sinr']['num_species_evaluated']} species, "
-        f"{rm['sinr']['num_cells']} H3 res-{rm['h3_res']} land cells:")
-  print(f"  SINR (AN-full, ResidualFCNet)  {rm['sinr']['map']:.4f}")
-  print(f"  logistic regression baseline   {rm['logistic_regression']['map']:.4f}")
-  print(f"metrics:         {os.path.join(workdir, 'metrics.json')}")
-  print(f"checkpoint:      {os.path.join(workdir, 'checkpoints')} (rerun to resume)")
-  print(f"training curves: {os.path.join(workdir, 'plots', 'training_curves.png')}")
-  print(f"range maps:      {os.path.join(workdir, 'maps')} ({len(metrics['maps'])} species)")
-  print(f"world data:      {os.path.join(workdir, 'world')}")
-  print(f"total time:      {time.perf_counter() - t0:.0f} s")
-  return 0
+    rm = metrics["range_map"]
+    print("\n=== ecorep-jax demo: SINR range maps on the simulated world ===")
+    print(f"range-map MAP over {rm['sinr']['num_species_evaluated']} species, "
+          f"{rm['sinr']['num_cells']} H3 res-{rm['h3_res']} land cells:")
+    print(f"  SINR (AN-full, ResidualFCNet)  {rm['sinr']['map']:.4f}")
+    print(f"  logistic regression baseline   {rm['logistic_regression']['map']:.4f}")
+    print(f"metrics:         {os.path.join(workdir, 'metrics.json')}")
+    print(f"checkpoint:      {os.path.join(workdir, 'checkpoints')} (rerun to resume)")
+    print(f"training curves: {os.path.join(workdir, 'plots', 'training_curves.png')}")
+    print(f"range maps:      {os.path.join(workdir, 'maps')} ({len(metrics['maps'])} species)")
+    print(f"world data:      {os.path.join(workdir, 'world')}")
+    print(f"total time:      {time.perf_counter() - t0:.0f} s")
+
+  return run_cli(argv, body, __doc__)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ import os
 import sys
 import time
 
+from ecorep.cli import flag_is_true, parse_flags, run_cli
 from ecorep import io
-from ecorep.errors import InputError
 from sinr_jax import evaluators, load, rundir
 from sinr_jax.errors import SinrInputError
 from sinr_jax.evaluators import simulated
@@ -97,33 +97,20 @@ def format_table(report: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-  try:
-    flags = {}
-    for a in argv:
-      if not a.startswith("--"):
-        raise InputError(f"unexpected argument {a!r}; flags look like --name=value")
-      k, v = a[2:].split("=", 1) if "=" in a else (a[2:], "true")
-      flags[k] = v
-    unknown = set(flags) - set(FLAGS)
-    if unknown or "run" not in flags:
-      raise InputError(f"unknown flag(s) {sorted(unknown)}; use --{', --'.join(FLAGS)}" if unknown
-                       else "--run=<run directory> is required")
+  def body(argv):
+    flags = parse_flags(argv, FLAGS, required=("run",))
     tasks = [t.strip() for t in flags.get("tasks", ",".join(evaluators.TASKS)).split(",")
              if t.strip()]
     report = evaluate_run(flags["run"], tasks, data_dir=flags.get("data_dir"),
-                          allow_pickle=flags.get("allow_pickle", "false").lower() in ("true", "1"),
+                          allow_pickle=flag_is_true(flags, "allow_pickle"),
                           sim_dir=flags.get("sim_dir"), seed=int(flags.get("seed", 0)),
                           out=flags.get("out"))
-  except (InputError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  kind = "simulated tasks" if report["simulated"] else "evaluation data"
-  print(f"\n=== SINR evaluation of {report['run']} (step {report['step']}) on {kind} in "
-        f"{report['data_dir']} ===")
-  print(format_table(report))
-  print(f"metrics: {flags.get('out') or os.path.join(report['run'], 'eval_metrics.json')}")
-  return 0
+    kind = "simulated tasks" if report["simulated"] else "evaluation data"
+    print(f"\n=== SINR evaluation of {report['run']} (step {report['step']}) on {kind} in "
+          f"{report['data_dir']} ===")
+    print(format_table(report))
+    print(f"metrics: {flags.get('out') or os.path.join(report['run'], 'eval_metrics.json')}")
+  return run_cli(argv, body, __doc__, errors=(ValueError,))
 
 
 if __name__ == "__main__":

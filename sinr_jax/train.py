@@ -8,7 +8,6 @@ Rerunning the same command on an existing --workdir resumes from its newest chec
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -24,10 +23,10 @@ import optax
 
 from ecorep import io
 from ecorep.checkpoint import Checkpointer
+from ecorep.cli import DISTRIBUTED_FLAGS, initialize_from_flags, run_cli
 from ecorep.config import config_to_json, parse_cli
-from ecorep.errors import InputError
-from ecorep.mesh import (batch_sharding, check_batch_size, data_mesh, initialize_distributed,
-                         is_main_process, replicate, shard_batch)
+from ecorep.mesh import (batch_sharding, check_batch_size, data_mesh, is_main_process,
+                         replicate, shard_batch)
 from ecorep.metrics import MetricWriter
 from ecorep.progress import progress_bar
 from sinr_jax import coords, losses, rundir
@@ -218,26 +217,13 @@ USAGE = """usage: python -m sinr_jax.train --config=configs/sinr.py:<variant> --
 
 
 def main(argv: list[str]) -> int:
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-  if any(a in ("-h", "--help") for a in argv):
-    print(USAGE)
-    return 0
-  try:
-    cfg, flags = parse_cli(argv, allowed=("workdir", "distributed", "coordinator",
-                                          "num_processes", "process_id"))
-    if flags.get("distributed", "false").lower() in ("1", "true", "yes") or "coordinator" in flags:
-      # On TPU pods / SLURM JAX discovers these itself; elsewhere pass all three.
-      initialize_distributed(
-          flags.get("coordinator"),
-          int(flags["num_processes"]) if "num_processes" in flags else None,
-          int(flags["process_id"]) if "process_id" in flags else None)
+  def body(argv):
+    cfg, flags = parse_cli(argv, allowed=("workdir", *DISTRIBUTED_FLAGS))
+    initialize_from_flags(flags)
     workdir = flags.get("workdir") or os.path.join("runs", cfg.get("name", "sinr"))
     train(cfg, workdir)
-  except (InputError, NonFiniteLossError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  print(f"run written to {os.path.abspath(workdir)}")
-  return 0
+    print(f"run written to {os.path.abspath(workdir)}")
+  return run_cli(argv, body, USAGE, errors=(NonFiniteLossError,))
 
 
 def cli() -> None:

@@ -31,10 +31,11 @@ import optax
 
 from ecorep import io
 from ecorep.checkpoint import Checkpointer
+from ecorep.cli import DISTRIBUTED_FLAGS, initialize_from_flags, run_cli
 from ecorep.config import config_to_json, parse_cli
-from ecorep.errors import ConfigError, InputError
-from ecorep.mesh import (batch_sharding, check_batch_size, data_mesh, initialize_distributed,
-                         is_main_process, replicated, shard_batch)
+from ecorep.errors import ConfigError
+from ecorep.mesh import (batch_sharding, check_batch_size, data_mesh, is_main_process, replicated,
+                         shard_batch)
 from ecorep.metrics import MetricWriter
 from ecorep.progress import progress_bar
 from vision_jax import augment, encoder, ssl
@@ -282,25 +283,18 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, source=None, mesh=Non
 
 
 USAGE = """usage: python -m vision_jax.pretrain --config=configs/simclr.py:<variant> --workdir=<dir>
-                                [--config.<key>=<value> ...] [--distributed]"""
+         [--config.<key>=<value> ...]
+         [--distributed | --coordinator=host:port --num_processes=N --process_id=i]"""
 
 
 def main(argv: list[str]) -> int:
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-  if any(a in ("-h", "--help") for a in argv):
-    print(USAGE)
-    return 0
-  try:
-    cfg, flags = parse_cli(argv, allowed=("workdir", "distributed"))
-    if flags.get("distributed", "false").lower() in ("1", "true", "yes"):
-      initialize_distributed()
+  def body(argv):
+    cfg, flags = parse_cli(argv, allowed=("workdir", *DISTRIBUTED_FLAGS))
+    initialize_from_flags(flags)
     workdir = flags.get("workdir") or os.path.join("runs", cfg.get("name", cfg.method))
     result = train(cfg, workdir)
-  except (InputError, NonFiniteLossError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  print(f"{result.num_steps} steps; run written to {result.workdir}")
-  return 0
+    print(f"{result.num_steps} steps; run written to {result.workdir}")
+  return run_cli(argv, body, USAGE, errors=(NonFiniteLossError,))
 
 
 if __name__ == "__main__":

@@ -60,3 +60,22 @@ def test_list_override():
   cfg = ml_collections.ConfigDict({"sizes": (1, 2), "name": "a"})
   apply_overrides(cfg, ["sizes=3,4,5", "name=b"])
   assert cfg.sizes == (3, 4, 5) and cfg.name == "b"
+
+
+def test_cli_flags_and_exit_status(capsys):
+  from ecorep.cli import parse_flags, run_cli
+  assert parse_flags(["--run=x", "--allow_pickle"], ("run", "allow_pickle")) == {
+      "run": "x", "allow_pickle": "true"}
+  with pytest.raises(ConfigError, match="unknown flag --rn.*did you mean --run"):
+    parse_flags(["--rn=x"], ("run",))
+  with pytest.raises(ConfigError, match="missing --run"):
+    parse_flags([], ("run",), required=("run",))
+
+  def body(argv):
+    parse_flags(argv, ("run",), required=("run",))
+    print("ran")
+  assert run_cli(["--run=a"], body, "usage: x") == 0
+  assert run_cli([], body, "usage: x") == 2
+  assert run_cli(["--help"], body, "usage: x") == 0
+  out = capsys.readouterr()
+  assert out.out.count("ran") == 1 and "usage: x" in out.out and "error: missing --run" in out.err

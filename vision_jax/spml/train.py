@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import sys
 import time
 from typing import Callable
 
@@ -30,6 +29,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from ecorep import io
+from ecorep.cli import run_cli
 from ecorep.config import config_to_json, parse_cli
 from ecorep.errors import InputError
 from ecorep.mesh import check_batch_size, data_mesh, is_main_process
@@ -256,21 +256,13 @@ losses: """ + ", ".join(losses.LOSSES)
 
 
 def main(argv: list[str]) -> int:
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-  if any(a in ("-h", "--help") for a in argv):
-    print(USAGE)
-    return 0
-  try:
+  def body(argv):
     cfg, flags = parse_cli(argv, allowed=("workdir",))
     workdir = flags.get("workdir") or os.path.join("runs", f"spml_{cfg.loss}_{cfg.protocol}")
-    results = train(cfg, os.path.abspath(workdir))
-  except (InputError, protocol.NonFiniteLossError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  r = results
-  print(f"{r['loss']} ({r['protocol']}, {r['data']}): test MAP {100 * r['test_map']:.2f}, "
-        f"val MAP {100 * r['val_map']:.2f}, training-set MAP {100 * r['train_map']:.2f}"
-        + (f", label-estimate MAP {100 * r['estimator_map']:.2f}" if "estimator_map" in r else "")
-        + f" (lr {r['selected']['lr']:g}, batch {r['selected']['batch_size']}); "
-        f"written to {workdir}")
-  return 0
+    r = train(cfg, os.path.abspath(workdir))
+    print(f"{r['loss']} ({r['protocol']}, {r['data']}): test MAP {100 * r['test_map']:.2f}, "
+          f"val MAP {100 * r['val_map']:.2f}, training-set MAP {100 * r['train_map']:.2f}"
+          + (f", label-estimate MAP {100 * r['estimator_map']:.2f}" if "estimator_map" in r else "")
+          + f" (lr {r['selected']['lr']:g}, batch {r['selected']['batch_size']}); "
+          f"written to {workdir}")
+  return run_cli(argv, body, USAGE, errors=(protocol.NonFiniteLossError,))
