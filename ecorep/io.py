@@ -31,5 +31,23 @@ def write_text(path: str | os.PathLike, text: str) -> None:
   atomic_write(path, _write)
 
 
+def read_versioned_json(path: str | os.PathLike, fmt: str, *, what: str,
+                        error: type[Exception]) -> dict:
+  """Reads a JSON file whose "format" must equal `fmt`; a missing, corrupt or foreign file
+  raises `error` (an InputError subclass) naming it."""
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise error(f"not a {what} (no {os.path.basename(path)})", file=path)
+  try:
+    with open(path, encoding="utf-8") as f:
+      spec = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise error(f"corrupt {os.path.basename(path)} ({e})", file=path) from e
+  if not isinstance(spec, dict) or spec.get("format") != fmt:
+    found = spec.get("format") if isinstance(spec, dict) else None
+    raise error(f"unknown run format {found!r}, expected {fmt!r}", file=path, field="format")
+  return spec
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
   write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

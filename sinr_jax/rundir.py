@@ -10,7 +10,6 @@ leaves either a resumable directory or one with no checkpoint (which a resume st
 """
 from __future__ import annotations
 
-import json
 import os
 
 from ecorep import io
@@ -37,18 +36,8 @@ def model_spec(*, num_species: int, input_dim: int, encoder: str, width: int, de
 
 
 def read_model_spec(run_dir: str) -> dict:
-  path = os.path.join(run_dir, MODEL_FILE)
-  if not os.path.isfile(path):
-    raise SinrInputError("not a sinr_jax run directory (no model.json)", file=path)
-  try:
-    with open(path, encoding="utf-8") as f:
-      spec = json.load(f)
-  except json.JSONDecodeError as e:
-    raise SinrInputError(f"corrupt model spec ({e})", file=path) from e
-  if spec.get("format") != FORMAT:
-    raise SinrInputError(f"unknown run format {spec.get('format')!r}, expected {FORMAT!r}",
-                         file=path, field="format")
-  return spec
+  return io.read_versioned_json(os.path.join(run_dir, MODEL_FILE), FORMAT,
+                                what="sinr_jax run directory", error=SinrInputError)
 
 
 def write_or_check_model_spec(run_dir: str, spec: dict) -> None:

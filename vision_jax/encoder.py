@@ -12,7 +12,6 @@ per batch shape and sharded over this process's devices; the last partial batch 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any
 
@@ -43,16 +42,8 @@ def model_spec(*, depth: int, width_multiplier: int, small_stem: bool, image_siz
 
 def read_model_spec(run_dir: str | os.PathLike) -> dict:
   path = os.path.join(os.fspath(run_dir), MODEL_FILE)
-  if not os.path.isfile(path):
-    raise VisionInputError("not a vision_jax pretraining run (no model.json)", file=path)
-  try:
-    with open(path, encoding="utf-8") as f:
-      spec = json.load(f)
-  except json.JSONDecodeError as e:
-    raise VisionInputError(f"corrupt model.json ({e})", file=path) from e
-  if spec.get("format") != FORMAT:
-    raise VisionInputError(f"unknown run format {spec.get('format')!r}, expected {FORMAT!r}",
-                           file=path, field="format")
+  spec = io.read_versioned_json(path, FORMAT, what="vision_jax pretraining run",
+                                error=VisionInputError)
   for key in ("depth", "width_multiplier", "small_stem"):
     if key not in spec.get("backbone", {}):
       raise VisionInputError("model.json lacks the backbone's " + key, file=path,

@@ -52,3 +52,18 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     io.atomic_write(path, broken)
   assert json.loads(path.read_text()) == {"v": 1}
   assert os.listdir(tmp_path) == ["a.json"]
+
+
+def test_read_versioned_json(tmp_path):
+  from ecorep.errors import InputError
+  path = tmp_path / "model.json"
+  with pytest.raises(InputError, match="not a demo run.*no model.json"):
+    io.read_versioned_json(path, "x/1", what="demo run", error=InputError)
+  path.write_text("{not json")
+  with pytest.raises(InputError, match="corrupt model.json"):
+    io.read_versioned_json(path, "x/1", what="demo run", error=InputError)
+  io.write_json(path, {"format": "y/1"})
+  with pytest.raises(InputError, match="unknown run format 'y/1', expected 'x/1'"):
+    io.read_versioned_json(path, "x/1", what="demo run", error=InputError)
+  io.write_json(path, {"format": "x/1", "a": 2})
+  assert io.read_versioned_json(path, "x/1", what="demo run", error=InputError)["a"] == 2
