@@ -74,7 +74,7 @@ class SpeciesScores:
         "taxon_id": self.taxa, "known": self.known, "num_positives": self.num_positives,
         "ap": self.ap, "best_f1": self.best_f1, "threshold": self.threshold,
         "threshold_logit": self.threshold_logit,
-        "threshold_source": np.where(self.f1_threshold, "f1", "default"),
+        "threshold_source": np.where(~self.known, "", np.where(self.f1_threshold, "f1", "default")),
         "range_cells": self.range_cells, "range_km2": self.range_km2})
 
 

@@ -165,7 +165,7 @@ def test_score_species_end_to_end(tiny_predictor):
   assert a.known.tolist() == [True, True, False, True, True] and a.range_cells[2] == -1
   frame = a.to_frame()
   assert list(frame.taxon_id) == taxa.tolist()
-  assert set(frame.threshold_source) == {"f1", "default"}
+  assert set(frame.threshold_source) == {"f1", "default", ""}  # "": unknown taxon
   # Without labels: the default threshold for every known taxon.
   plain = score_species(tiny_predictor, lonlat, default_threshold=0.3, cell_area_km2=area)
   np.testing.assert_allclose(plain.threshold, 0.3, rtol=1e-6)
