@@ -6,11 +6,16 @@ matmul rate that the JAX step reaches (the step is matmul-bound: three head matm
 2·(2B)·256·S FLOPs each).
 
   python benchmarks/sinr_train_throughput.py [--species=10000,47375] [--batch=2048] [--reps=5]
-      [--block_sizes=512,0] [--no_torch] [--no_record]
+      [--block_sizes=512,0] [--no_torch] [--no_record] [--summary_json=F]
+
+Without PyTorch installed (e.g. on a GPU box with only jax[cuda]) the PyTorch column is left empty.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
+import math
 import os
 import sys
 
@@ -99,7 +104,11 @@ def main() -> None:
   p.add_argument("--block_sizes", default="256,0", help="head block sizes to time (0 = unblocked)")
   p.add_argument("--no_torch", action="store_true")
   p.add_argument("--no_record", action="store_true")
+  p.add_argument("--summary_json", default="")
   args = p.parse_args()
+  if not args.no_torch and importlib.util.find_spec("torch") is None:
+    print("PyTorch is not installed: timing JAX only (pip install -e '.[bench]' for the comparison)")
+    args.no_torch = True
   blocks = [int(b) for b in args.block_sizes.split(",")]
   rates = matmul_rate()
   peak = max(rates.values())
@@ -107,6 +116,7 @@ def main() -> None:
   lines = ["| S | B | JAX head block | JAX s/step | JAX obs/s | PyTorch s/step | PyTorch obs/s "
            "| JAX / PyTorch | JAX GFLOP/s | % of matmul rate |",
            "|---|---|---|---|---|---|---|---|---|---|"]
+  summary = []
   for species in [int(s) for s in args.species.split(",")]:
     runners = {f"jax{b}": jax_runner(species, args.batch, b) for b in blocks}
     if not args.no_torch:
@@ -121,6 +131,11 @@ def main() -> None:
     t_torch = median(times["torch"]) if "torch" in times else float("nan")
     for b in blocks:
       t = median(times[f"jax{b}"])
+      summary.append({"name": "sinr_train", "metric": f"JAX obs/s (S={species}, block {b or 'none'})",
+                      "value": args.batch / t, "unit": "obs/s"})
+      if not math.isnan(t_torch):
+        summary.append({"name": "sinr_train", "metric": f"JAX / PyTorch (S={species}, block "
+                        f"{b or 'none'})", "value": t_torch / t, "unit": "×"})
       row = (f"| {species} | {args.batch} | {b or 'none'} | {t:.3f} | {args.batch / t:,.0f} | "
              f"{t_torch:.3f} | {args.batch / t_torch:,.0f} | {t_torch / t:.2f}× | "
              f"{flops / t / 1e9:.0f} | {100 * flops / t / 1e9 / peak:.0f}% |")
@@ -132,6 +147,9 @@ def main() -> None:
               args.reps, ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in rates.items()))
   if not args.no_record:
     update_section(f"SINR training step, AN-full ({jax.default_backend()})", body + "\n".join(lines))
+  if args.summary_json:
+    with open(args.summary_json, "w") as f:
+      json.dump(summary, f)
 
 
 if __name__ == "__main__":

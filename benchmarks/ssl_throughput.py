@@ -15,6 +15,7 @@ On a GPU use --dtype=bfloat16: the PyTorch step then runs under autocast(bfloat1
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -113,6 +114,9 @@ def main() -> None:
 
   runners = {"jax": jax_runner(args.batch, args.size, args.dtype)}
   torch_device = None
+  if not args.no_torch and importlib.util.find_spec("torch") is None:
+    print("PyTorch is not installed: timing JAX only (pip install -e '.[bench]' for the comparison)")
+    args.no_torch = True
   if not args.no_torch:
     runners["torch"], torch_device = torch_runner(args.batch, args.size, args.dtype,
                                                   args.torch_channels_last)

@@ -140,6 +140,11 @@ class PretrainIterator:
   def close(self) -> None:
     if self._it is not None and hasattr(self._it, "close"):
       self._it.close()
+      # grain 0.2.18 shuts its read pool down without waiting, so a read already running could
+      # still open files after close() returns (e.g. after the caller deleted the folder).
+      executor = getattr(self._it, "_executor", None)
+      if executor is not None:
+        executor.shutdown(wait=True)
     self._it = None
 
   def __enter__(self):
