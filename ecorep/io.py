@@ -1,9 +1,13 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file and directory writes: a reader sees the old one or the new one, never half of one."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pathlib
+import shutil
 import tempfile
+from collections.abc import Iterator
 from typing import Any, Callable
 
 
@@ -21,6 +25,30 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
   except BaseException:
     if os.path.exists(tmp):
       os.remove(tmp)
+    raise
+
+
+@contextlib.contextmanager
+def atomic_directory(directory: str | os.PathLike) -> Iterator[pathlib.Path]:
+  """Yields a temporary directory beside `directory` to fill; on success it replaces `directory`
+  (an old one is moved aside first, then deleted), on any error it is removed and the old one kept."""
+  target = pathlib.Path(directory).absolute()
+  target.parent.mkdir(parents=True, exist_ok=True)
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+  try:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; give the final directory the usual mode
+    yield tmp
+    aside = None
+    if target.exists():
+      aside = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+      os.rename(target, aside / "old")
+    os.rename(tmp, target)
+    if aside is not None:
+      shutil.rmtree(aside, ignore_errors=True)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
     raise
 
 

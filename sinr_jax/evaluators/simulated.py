@@ -17,11 +17,10 @@ import hashlib
 import json
 import os
 import pathlib
-import shutil
-import tempfile
 
 import numpy as np
 
+from ecorep.io import atomic_directory
 from sinr_jax.errors import SinrInputError
 from sinr_jax.evaluators import readers, sim_geo_feature, sim_geo_prior, sim_ranges
 
@@ -41,10 +40,7 @@ def write_simulated(world, out_dir: str | os.PathLike, *, seed: int = 0) -> dict
   """Writes all four tasks for `world` into `out_dir` (replacing it atomically); returns the
   manifest."""
   s_snt, s_prior = np.random.default_rng(np.random.SeedSequence([seed, 7499])).spawn(2)
-  target = pathlib.Path(out_dir).absolute()
-  target.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-  try:
+  with atomic_directory(out_dir) as tmp:
     ev = tmp / "eval"
     for sub in ("snt", "iucn", "geo_prior", "geo_feature"):
       (ev / sub).mkdir(parents=True)
@@ -83,17 +79,6 @@ def write_simulated(world, out_dir: str | os.PathLike, *, seed: int = 0) -> dict
                             "mask_pixels": int(mask.sum())}},
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    os.chmod(tmp, 0o755)
-    aside = None
-    if target.exists():
-      aside = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-      os.rename(target, aside / "old")
-    os.rename(tmp, target)
-    if aside is not None:
-      shutil.rmtree(aside, ignore_errors=True)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
   return manifest
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
-import tempfile
 import zipfile
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ecorep.io import atomic_directory
 from sinr_jax.errors import SinrInputError
 from sinr_jax.world.config import WorldConfig
 from sinr_jax.world.simulate import OBS_COLUMNS, World
@@ -35,13 +34,7 @@ def truth_name(res: int) -> str:
 
 def write_world(world: World, directory: str | os.PathLike) -> None:
   """Writes into a temp dir beside `directory`, then renames it into place (replacing any old one)."""
-  target = pathlib.Path(directory).absolute()
-  target.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-  try:
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; give the final directory the usual mode
+  with atomic_directory(directory) as tmp:
     world.observations.to_csv(tmp / "train.csv", index=False, columns=OBS_COLUMNS)
     np.save(tmp / "env.npy", np.asarray(world.env, np.float32), allow_pickle=False)
     names = world.taxon_names()
@@ -54,16 +47,6 @@ def write_world(world: World, directory: str | os.PathLike) -> None:
     meta = {"format_version": FORMAT_VERSION, "config": world.config.to_dict(),
             "env_channels": list(world.env_channels), "summary": world.summary}
     (tmp / "world.json").write_text(json.dumps(meta, indent=2))
-    aside = None
-    if target.exists():
-      aside = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-      os.rename(target, aside / "old")
-    os.rename(tmp, target)
-    if aside is not None:
-      shutil.rmtree(aside, ignore_errors=True)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
 
 
 def _need(ok: bool, msg: str, path, field=None, row=None) -> None:

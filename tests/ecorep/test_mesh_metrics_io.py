@@ -54,6 +54,25 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
   assert os.listdir(tmp_path) == ["a.json"]
 
 
+def test_atomic_directory_replaces_whole_or_keeps_old(tmp_path):
+  target = tmp_path / "run"
+  with io.atomic_directory(target) as d:
+    (d / "a.txt").write_text("first")
+  assert sorted(os.listdir(target)) == ["a.txt"]
+  with pytest.raises(RuntimeError):
+    with io.atomic_directory(target) as d:
+      (d / "b.txt").write_text("half")
+      raise RuntimeError("killed")
+  assert sorted(os.listdir(target)) == ["a.txt"]  # the old directory, untouched
+  with io.atomic_directory(target) as d:
+    (d / "b.txt").write_text("second")
+  assert sorted(os.listdir(target)) == ["b.txt"]  # replaced, not merged
+  assert sorted(os.listdir(tmp_path)) == ["run"]  # no temporary or set-aside directory left
+  umask = os.umask(0)
+  os.umask(umask)
+  assert os.stat(target).st_mode & 0o777 == 0o777 & ~umask  # the usual mode, not mkdtemp's 0700
+
+
 def test_read_versioned_json(tmp_path):
   from ecorep.errors import InputError
   path = tmp_path / "model.json"
