@@ -35,21 +35,24 @@ def atomic_directory(directory: str | os.PathLike) -> Iterator[pathlib.Path]:
   target = pathlib.Path(directory).absolute()
   target.parent.mkdir(parents=True, exist_ok=True)
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+  aside = None
   try:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; give the final directory the usual mode
     yield tmp
-    aside = None
     if target.exists():
       aside = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
       os.rename(target, aside / "old")
     os.rename(tmp, target)
-    if aside is not None:
-      shutil.rmtree(aside, ignore_errors=True)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
+    if aside is not None and (aside / "old").exists() and not target.exists():
+      os.rename(aside / "old", target)  # the swap failed half-way: put the old directory back
     raise
+  finally:
+    if aside is not None:
+      shutil.rmtree(aside, ignore_errors=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -73,6 +73,26 @@ def test_atomic_directory_replaces_whole_or_keeps_old(tmp_path):
   assert os.stat(target).st_mode & 0o777 == 0o777 & ~umask  # the usual mode, not mkdtemp's 0700
 
 
+def test_atomic_directory_restores_old_when_the_swap_fails(tmp_path, monkeypatch):
+  target = tmp_path / "run"
+  with io.atomic_directory(target) as d:
+    (d / "a.txt").write_text("first")
+  real_rename = os.rename
+
+  def rename(src, dst):  # the old directory moves aside, then the new one fails to move in
+    if ".tmp-" in str(src):
+      raise OSError("disk gone")
+    real_rename(src, dst)
+  monkeypatch.setattr(io.os, "rename", rename)
+  with pytest.raises(OSError, match="disk gone"):
+    with io.atomic_directory(target) as d:
+      (d / "b.txt").write_text("second")
+  monkeypatch.undo()
+  assert sorted(os.listdir(target)) == ["a.txt"]
+  assert (target / "a.txt").read_text() == "first"
+  assert sorted(os.listdir(tmp_path)) == ["run"]
+
+
 def test_read_versioned_json(tmp_path):
   from ecorep.errors import InputError
   path = tmp_path / "model.json"
