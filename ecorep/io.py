@@ -82,3 +82,21 @@ def read_versioned_json(path: str | os.PathLike, fmt: str, *, what: str,
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
   write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_or_check_model_spec(path: str | os.PathLike, spec: dict, *,
+                              read: Callable[[], dict], fields: Callable[[dict], dict],
+                              error: type[Exception]) -> None:
+  """Writes `spec` for a new run; for an existing run, the saved spec (`read()`) must agree on
+  every entry of `fields(spec)` (a flat {"section.key": value} view), else `error` names the
+  first field that differs."""
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    write_json(path, spec)
+    return
+  saved = fields(read())
+  for key, value in fields(spec).items():
+    if saved.get(key) != value:
+      raise error(f"this run directory holds a model with {key} = {saved.get(key)!r}, the config "
+                  f"asks for {value!r}; use a new --workdir or match the saved model",
+                  file=path, field=key)

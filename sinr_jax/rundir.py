@@ -40,19 +40,14 @@ def read_model_spec(run_dir: str) -> dict:
                                 what="sinr_jax run directory", error=SinrInputError)
 
 
+def _identity_fields(spec: dict) -> dict:
+  # The env raster's path may move between machines; its shape (input.env_shape) is what matters.
+  return {f"{section}.{key}": value for section in ("model", "input")
+          for key, value in spec.get(section, {}).items() if key != "env_raster"}
+
+
 def write_or_check_model_spec(run_dir: str, spec: dict) -> None:
   """Writes model.json for a new run; for an existing run, insists the model is the same."""
-  path = os.path.join(run_dir, MODEL_FILE)
-  if not os.path.exists(path):
-    io.write_json(path, spec)
-    return
-  saved = read_model_spec(run_dir)
-  for section in ("model", "input"):
-    for key, value in spec[section].items():
-      if key == "env_raster":
-        continue  # the raster may move; its shape is what matters
-      if saved[section].get(key) != value:
-        raise CheckpointMismatchError(
-            f"this run directory holds a model with {section}.{key} = {saved[section].get(key)!r},"
-            f" the config asks for {value!r}; use a new --workdir or match the saved model",
-            file=path, field=f"{section}.{key}")
+  io.write_or_check_model_spec(os.path.join(run_dir, MODEL_FILE), spec,
+                               read=lambda: read_model_spec(run_dir), fields=_identity_fields,
+                               error=CheckpointMismatchError)

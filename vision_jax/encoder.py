@@ -51,21 +51,17 @@ def read_model_spec(run_dir: str | os.PathLike) -> dict:
   return spec
 
 
+def _identity_fields(spec: dict) -> dict:
+  backbone = {"base_width": 64, **spec.get("backbone", {})}  # runs written before base_width
+  return {**{"backbone." + k: v for k, v in backbone.items()},
+          "image_size": spec.get("image_size"), "method": spec.get("method")}
+
+
 def write_or_check_model_spec(run_dir: str, spec: dict) -> None:
   """Writes model.json for a new run; an existing run must describe the same model."""
-  path = os.path.join(run_dir, MODEL_FILE)
-  if not os.path.exists(path):
-    io.write_json(path, spec)
-    return
-  saved = read_model_spec(run_dir)
-  for key, value in [*(("backbone." + k, v) for k, v in spec["backbone"].items()),
-                     ("image_size", spec["image_size"]), ("method", spec["method"])]:
-    section, _, leaf = key.rpartition(".")
-    old = (saved[section] if section else saved).get(leaf, 64 if leaf == "base_width" else None)
-    if old != value:
-      raise CheckpointMismatchError(
-          f"this run directory holds a model with {key} = {old!r}, the config asks for "
-          f"{value!r}; use a new --workdir or match the saved model", file=path, field=key)
+  io.write_or_check_model_spec(os.path.join(run_dir, MODEL_FILE), spec,
+                               read=lambda: read_model_spec(run_dir), fields=_identity_fields,
+                               error=CheckpointMismatchError)
 
 
 def _module(backbone: dict) -> ResNet:
