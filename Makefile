@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/sinr_train_throughput.py
 	$(PY) benchmarks/sinr_eval_throughput.py
 	$(PY) benchmarks/ssl_throughput.py
+	$(PY) benchmarks/cpu_kernels.py
 
 # Table reproductions (minutes each on a 2-core CPU; results go to benchmarks/RESULTS.md).
 sinr-table: $(STAMP)
