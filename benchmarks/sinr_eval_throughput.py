@@ -2,8 +2,10 @@
 
 (a) iucn: IUCN-style evaluation (AP of S species over M cells, expert-range cells positive) from the
     same cell embeddings: the reference's way (one dense matmul, then per species a numpy argsort
-    and its AP formula) against `CellScorer` (sinr_jax.scoring). The two run alternately, chunk by
-    chunk of species, so that load changes on a shared machine hit both; APs are cross-checked.
+    and its AP formula) against what the IUCN evaluator runs (`IUCN.per_species_ap`, i.e.
+    `score_species` with positive lists, AP only, on the encoded cells). The two run alternately,
+    chunk by chunk of species, so that load changes on a shared machine hit both; APs are
+    cross-checked.
 (b) scorer: species × cells per second of the scorer with labels (AP + F1 threshold + area) and
     without (threshold + area), and the fraction of the matmul rate measured in the same run
     (4096³ float32 GEMM, and the scorer's own head matmul shape alone).
@@ -32,7 +34,10 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
 from results import timeit, update_section  # noqa: E402
-from sinr_jax.cell_scorer import CellScorer  # noqa: E402
+from sinr_jax.evaluators.iucn import IUCN  # noqa: E402
+from sinr_jax.evaluators.readers import IUCNData  # noqa: E402
+from sinr_jax.scoring import CellScorer, plan_blocks  # noqa: E402
+from sinr_jax.scoring.species import MAX_BLOCK  # noqa: E402
 
 WIDTH = 256
 
@@ -77,21 +82,41 @@ def random_problem(m: int, s: int, seed: int, median_range: float = 2000.0, sigm
   return emb, w, pos
 
 
-BLOCK = 64  # species per block, score_species' default
+BLOCK = MAX_BLOCK  # species per block, score_species' default
+
+
+def compile_blocks(scorer: CellScorer, num_pos: np.ndarray, *, ranges: bool,
+                   block: int = BLOCK) -> list:
+  """Runs one block of every shape score_species will use for these list lengths (compiling
+  the 'xla' path; the 'host' path allocates its buffer); returns the plan."""
+  plan = plan_blocks(num_pos, block)
+  for b, k in sorted({(b, k) for _, b, k in plan}):
+    p = np.full((b, k), -1, np.int32)
+    p[:, 0] = 0
+    n = np.full(b, int(np.max(num_pos, initial=0) > 0), np.int32)
+    jax.block_until_ready(scorer.score_block(np.zeros((b, scorer.emb.shape[1]), np.float32), p,
+                                             n, 0.0, ranges=ranges))
+  return plan
+
+
+class EncodedHead:
+  """The part of a RangePredictor that scoring reads once the cells are encoded: taxa 0..S-1,
+  their columns and the species head."""
+
+  def __init__(self, w: np.ndarray):
+    self.taxa = np.arange(len(w), dtype=np.int64)
+    self.params = {"species_embedding": w}
+
+  def columns(self, taxa) -> np.ndarray:
+    return np.asarray(taxa, np.int64)
 
 
 def scorer_block_runner(scorer: CellScorer, w: np.ndarray, pos: list[np.ndarray] | None,
                         block: int = BLOCK):
-  """Runs the scorer over the species of `w` in blocks (as score_species does); returns APs."""
-  from sinr_jax.scoring import plan_blocks
+  """Runs the scorer over the species of `w` in blocks (as score_species does, with range sizes);
+  returns APs."""
   num = np.array([len(p) for p in pos]) if pos is not None else np.zeros(len(w), np.int64)
-  plan = plan_blocks(num, block)
-  for b, k in sorted({(b, k) for _, b, k in plan}):  # compile every block shape up front
-    p = np.full((b, k), -1, np.int32)
-    p[:, 0] = 0
-    jax.block_until_ready(scorer.score_block(np.zeros((b, w.shape[1]), np.float32), p,
-                                             (p[:, 0] == 0).astype(np.int32) * (pos is not None),
-                                             0.0))
+  plan = compile_blocks(scorer, num, ranges=True, block=block)
 
   def run():
     ap = np.full(len(w), np.nan)
@@ -129,6 +154,8 @@ def part_iucn(args) -> tuple[str, list[dict]]:
   m = land_cells_m(args.cells)
   emb, w, pos = random_problem(m, args.iucn_species, seed=1)
   scorer = CellScorer(emb)
+  model = EncodedHead(w)
+  locs = np.zeros((m, 2), np.float32)  # not read: the evaluator is handed the encoded cells
   chunk = 256
   t_ref = t_ours = 0.0
   ap_ref, ap_ours = [], []
@@ -137,9 +164,11 @@ def part_iucn(args) -> tuple[str, list[dict]]:
     t = time.perf_counter()
     ap_ref.append(reference_loop(scorer.emb[:m], w[sl], pos[sl]))
     t_ref += time.perf_counter() - t
-    run = scorer_block_runner(scorer, w[sl], pos[sl])  # compiles new block shapes (not timed)
+    evaluator = IUCN.from_data(IUCNData(taxa=model.taxa[sl], locs=locs, presence=pos[sl],
+                                        path="(benchmark)"))
+    compile_blocks(scorer, np.array([len(p) for p in pos[sl]]), ranges=False)  # untimed
     t = time.perf_counter()
-    ap_ours.append(run())
+    ap_ours.append(evaluator.per_species_ap(model, cells=scorer))
     t_ours += time.perf_counter() - t
     print(f"  iucn: {start + len(w[sl])}/{len(w)} species, loop {t_ref:.1f} s, scorer "
           f"{t_ours:.1f} s", flush=True)
@@ -149,8 +178,9 @@ def part_iucn(args) -> tuple[str, list[dict]]:
           f"cell embeddings and head; range sizes lognormal, median {int(np.median(sizes)):,} "
           f"cells), from the same embeddings. Loop = the reference's way: one dense float32 "
           f"matmul (on the device, copied to the host) then per species a numpy argsort and its "
-          f"AP formula. Scorer = "
-          f"`CellScorer` blocks (impl `{scorer.impl}`). Alternated in chunks of {chunk} "
+          f"AP formula. Scorer = what the IUCN evaluator runs (`IUCN.per_species_ap` on the "
+          f"encoded cells: `score_species`, AP only, impl `{scorer.impl}`, one untimed warm-up "
+          f"block per block shape). Alternated in chunks of {chunk} "
           f"species. Max |AP difference| {diff:.1e} (the reference formula ignores ties).\n\n"
           "| loop s | scorer s | speed-up |\n|---|---|---|\n"
           f"| {t_ref:.1f} | {t_ours:.1f} | {t_ref / t_ours:.1f}× |")
@@ -206,7 +236,6 @@ def _hwm_mib() -> float:
 
 def full_child(species: int, seed: int = 3) -> dict:
   """The full run, in this (child) process: timings, summary and peak RSS after each stage."""
-  from sinr_jax.cell_scorer import CellScorer
   from sinr_jax.features import make_encoder
   from sinr_jax.grid import land_cells
   from sinr_jax.models import RangeModel

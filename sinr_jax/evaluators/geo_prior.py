@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from sinr_jax.evaluators.readers import GEO_PRIOR_META, GEO_PRIOR_PREDS, locate, read_geo_prior
-from sinr_jax.evaluators.scores import Scorer
+from sinr_jax.scoring import LocationScores
 
 TOP = (1, 3, 5)
 
@@ -36,7 +36,7 @@ class GeoPrior:
     if len(rows) == 0:
       return out
     stand_in = np.asarray(predictor.taxa)[0]  # any known taxon; masked out below
-    lp = Scorer(predictor, d.lonlat[rows]).log_presence(
+    lp = LocationScores(predictor, d.lonlat[rows]).log_presence(
         np.where(usable[rows], taxa[rows], stand_in))
     out[rows] = np.where(usable[rows], lp, 0.0)
     return out

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sinr_jax.ap import average_precision
+from ecorep import ranking
 from sinr_jax.evaluators.readers import SNT_FILE, locate, read_snt
-from sinr_jax.evaluators.scores import Scorer
+from sinr_jax.scoring import LocationScores
 
 SPLIT_SEED = 7499
 
@@ -38,7 +38,7 @@ class SnT:
     known = np.isin(d.taxa, predictor.taxa)
     aps = {s: np.full(len(d.taxa), np.nan) for s in ("val", "test")}
     why = {s: np.zeros(len(d.taxa), np.int8) for s in aps}  # 1: no presence, 2: no absence
-    scorer = Scorer(predictor, d.obs_locs)
+    scorer = LocationScores(predictor, d.obs_locs)
     rng = np.random.default_rng(self.split_seed)
     rows = np.flatnonzero(known)
     block = scorer.block_size()
@@ -56,7 +56,7 @@ class SnT:
           elif yy.all():
             why[split][i] = 2
           else:
-            aps[split][i] = average_precision(scores[idx[part], j], yy)
+            aps[split][i] = ranking.average_precision(yy, scores[idx[part], j])
     return aps, why
 
   def run(self, predictor) -> dict[str, float]:
@@ -66,9 +66,9 @@ class SnT:
            "num_species_unknown_to_model": float((~known).sum()),
            "num_locations": float(len(self.data.obs_locs))}
     for split in ("test", "val"):
-      ok = ~np.isnan(aps[split])
-      out[f"{split}_map"] = float(aps[split][ok].mean()) if ok.any() else float("nan")
-      out[f"num_species_evaluated_{split}"] = float(ok.sum())
+      result = ranking.MAPResult.from_per_class(aps[split])
+      out[f"{split}_map"] = result.map
+      out[f"num_species_evaluated_{split}"] = float(len(aps[split]) - result.num_excluded)
       out[f"num_species_without_presence_{split}"] = float((why[split] == 1).sum())
       out[f"num_species_without_absence_{split}"] = float((why[split] == 2).sum())
     return out

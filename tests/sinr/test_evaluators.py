@@ -124,10 +124,18 @@ def write_iucn(path):
   return presence
 
 
-def test_iucn_map_equals_sklearn_and_counts(tmp_path):
+def test_iucn_map_equals_sklearn_and_counts(tmp_path, monkeypatch):
   presence = write_iucn(tmp_path / "iucn_res_5.json")
   model = LinearPredictor(WEIGHTS)
+  from sinr_jax.evaluators import iucn
+  calls, streaming = [], iucn.score_species
+
+  def recording(*args, **kwargs):  # a linear-head model goes through the streaming scorer
+    calls.append(kwargs)
+    return streaming(*args, **kwargs)
+  monkeypatch.setattr(iucn, "score_species", recording)
   got = evaluators.make("iucn", str(tmp_path)).run(model)
+  assert len(calls) == 1 and sorted(calls[0]["taxa"]) == [10, 20, 70, 80]
   expected = []
   for t in (10, 20, 70, 80):
     y = np.isin(np.arange(len(LOCS)), presence[str(t)])

@@ -1,5 +1,6 @@
-"""Streaming scorer: rank counts, AP / F1 threshold / range size against sklearn and float64 numpy,
-8 devices against 1, both rank implementations, and bad input."""
+"""Streaming scorer: AP / F1 threshold / range size against sklearn and float64 numpy, 8 devices
+against 1, both implementations against each other, AP-only blocks, and bad input. (Rank counts
+and AP themselves: tests/ecorep/test_ranking.py.)"""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,15 +9,13 @@ import scipy.sparse as sp
 from sklearn.metrics import average_precision_score
 
 from ecorep.mesh import data_mesh
-from sinr_jax import ranks
-from sinr_jax.cell_scorer import CellScorer
 from sinr_jax.errors import SinrInputError
 from sinr_jax.features import make_encoder
 from sinr_jax.models import RangeModel
 from sinr_jax.observations import ClassIndex
 from sinr_jax.predictor import RangePredictor
-from sinr_jax.range_eval import evaluate_ranges
-from sinr_jax.scoring import cell_areas_km2, plan_blocks, score_species
+from sinr_jax.scoring import (CellScorer, cell_areas_km2, evaluate_ranges, plan_blocks,
+                              score_species)
 
 
 def brute_force(logits, positives, areas):
@@ -35,31 +34,6 @@ def brute_force(logits, positives, areas):
       best, best_t = f1, t
   inside = logits >= best_t
   return ap, best, best_t, int(inside.sum()), float(areas[inside].sum())
-
-
-def test_sortable_keys_order_and_inverse():
-  x = np.array([-np.inf, -3.5, -1e-30, -0.0, 0.0, 1e-30, 2.0, 7.25, np.inf], np.float32)
-  k = np.asarray(ranks.sortable_keys(jnp.asarray(x)))
-  assert (np.diff(k[[0, 1, 2, 3, 5, 6, 7, 8]]) > 0).all() and k[3] == k[4]  # -0.0 ties 0.0
-  np.testing.assert_array_equal(np.asarray(ranks.keys_to_float(jnp.asarray(k))), x + 0.0)
-
-
-@pytest.mark.parametrize("impl", ["host", "xla"])
-def test_counts_match_enumeration(impl):
-  rng = np.random.default_rng(0)
-  keys = rng.integers(-5, 5, (3, 200)).astype(np.int32)  # heavy ties
-  thr = np.take_along_axis(keys, rng.integers(0, 200, (3, 17)), 1)
-  thr[:, -3:] = ranks.PAD_KEY
-  fn = jax.jit(jax.vmap(lambda s, t: ranks.counts(s, t, impl)))
-  c_all, c_pos = map(np.asarray, fn(keys, thr))
-  np.testing.assert_array_equal(c_all, (keys[:, None, :] >= thr[:, :, None]).sum(-1))
-  np.testing.assert_array_equal(c_pos, (thr[:, None, :] >= thr[:, :, None]).sum(-1))
-  area = rng.random(200).astype(np.float32)
-  size = jax.jit(jax.vmap(lambda s, t: ranks.range_size(s, t, area, impl)))
-  cells, km2 = map(np.asarray, size(keys, thr[:, 0]))
-  inside = keys >= thr[:, :1]
-  np.testing.assert_array_equal(cells, inside.sum(1))
-  np.testing.assert_allclose(km2, (inside * area).sum(1), rtol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +77,26 @@ def test_block_outputs_match_sklearn_and_enumeration_on_1_and_8_devices(integer_
       assert out["threshold_logit"][i] == t
     assert out["range_cells"][i] == cells
     assert out["range_km2"][i] == pytest.approx(km2, rel=1e-5)
+  # AP only (what IUCN runs): the same counts, AP and thresholds; no range sizes.
+  ap_only = CellScorer.block_result(scorer.score_block(w, p, n, default_logit=0.5, ranges=False))
+  for key in ("c_all", "c_pos", "ap", "best_f1", "threshold_logit", "num_pos"):
+    np.testing.assert_array_equal(ap_only[key], outs[1][key], err_msg=key)
+  assert (ap_only["range_cells"] == -1).all() and np.isnan(ap_only["range_km2"]).all()
+
+
+def test_host_and_xla_blocks_agree(integer_problem):
+  """Exact logits (small integers): both implementations give the same integers and thresholds."""
+  emb, w, pos, area = integer_problem
+  p = np.full((8, 1024), -1, np.int32)
+  n = np.array([len(q) for q in pos], np.int32)
+  for i, q in enumerate(pos):
+    p[i, :len(q)] = q
+  out = {impl: CellScorer.block_result(CellScorer(emb, area, impl=impl).score_block(
+      w, p, n, default_logit=-0.5)) for impl in ("host", "xla")}
+  assert set(out["host"]) == set(out["xla"])
+  for key in out["host"]:
+    np.testing.assert_allclose(out["host"][key], out["xla"][key],
+                               rtol=1e-6 if key == "range_km2" else 0, err_msg=key)
 
 
 def test_plan_blocks_covers_every_species_once():
@@ -214,21 +208,3 @@ def test_bad_input(tiny_predictor):
     score_species(tiny_predictor, lonlat, default_threshold=1.0)
   with pytest.raises(SinrInputError, match="taxa must be"):
     score_species(tiny_predictor, lonlat, taxa=["a"])
-
-
-def test_dense_label_ap_columns_both_implementations():
-  from sinr_jax import ap
-  rng = np.random.default_rng(5)
-  scores = rng.integers(0, 6, (400, 9)).astype(np.float32) - 2.5  # heavy ties, both signs
-  labels = rng.random((400, 9)) < rng.uniform(0.005, 0.6, 9)
-  labels[:, 4] = False
-  labels[:, 5] = True
-  ref = [average_precision_score(labels[:, j], scores[:, j]) if labels[:, j].any() else np.nan
-         for j in range(9)]
-  keys = ranks.sortable_keys(jnp.asarray(scores)).T
-  xla = np.asarray(jax.jit(jax.vmap(ap._xla_ap))(keys, jnp.asarray(labels.T)))
-  host = ap.host_ap_columns(np.asarray(keys), labels.T)
-  default = np.asarray(ap.average_precision_columns(scores, labels))
-  for got in (xla, host, default):
-    np.testing.assert_allclose(got, ref, atol=1e-6)
-    assert np.isnan(got[4])

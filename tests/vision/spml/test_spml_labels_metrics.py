@@ -5,7 +5,7 @@ from sklearn.metrics import average_precision_score
 
 from vision_jax.errors import VisionInputError
 from vision_jax.spml import labels as lab
-from vision_jax.spml.metrics import average_precision, mean_average_precision
+from vision_jax.spml.metrics import mean_average_precision
 
 
 def random_labels(n, l, seed=0, p=0.3):
@@ -110,11 +110,12 @@ def test_map_equals_sklearn_with_ties_and_excluded_classes():
                                atol=1e-12)
 
 
-def test_average_precision_hand_computed():
-  # ranks: 0.9 (pos), 0.8 (neg), 0.7 (pos) -> AP = (1/2)·1 + (1/2)·(2/3)
-  assert average_precision([1, 0, 1], [0.9, 0.8, 0.7]) == pytest.approx(0.5 + 1 / 3)
-  # a tie between a positive and a negative at the top -> precision 1/2 at recall 1
-  assert average_precision([1, 0], [0.5, 0.5]) == pytest.approx(0.5)
+def test_map_hand_computed():
+  # class 0 ranks 0.9 (pos), 0.8 (neg), 0.7 (pos) -> AP = (1/2)·1 + (1/2)·(2/3);
+  # class 1: a tie between its positive and the negatives at the top -> precision 1/3 at recall 1
+  res = mean_average_precision([[1, 1], [0, 0], [1, 0]], [[0.9, 0.5], [0.8, 0.5], [0.7, 0.5]])
+  np.testing.assert_allclose(res.per_class, [0.5 + 1 / 3, 1 / 3])
+  assert res.map == pytest.approx((0.5 + 1 / 3 + 1 / 3) / 2) and res.num_excluded == 0
 
 
 def test_map_input_errors():

@@ -1,4 +1,6 @@
-"""Scores of a range model at evaluation locations, shared by the evaluators.
+"""LocationScores: a range model's scores at a fixed, modest set of locations (S&T's surveyed
+sites, geo-prior images), embedded once and shared by the evaluators; dense (N, species) blocks.
+All-cells AP of models with a linear head goes through the streaming CellScorer instead.
 
 Ranking metrics (AP) use the logits h_φ(f_θ(x)) when the predictor exposes them, as the reference
 does: float32 sigmoids saturate at 1.0 for logits above ~17 and would turn distinct scores into
@@ -12,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sinr_jax.ap import average_precision_columns
+from ecorep import ranking
 
 _BLOCK_ELEMENTS = 1 << 25  # cells x species per block of scores (128 MB of float32)
 
@@ -30,12 +32,7 @@ def _logits(emb, w):
   return emb @ w.T
 
 
-@jax.jit
-def _block_ap(emb, w, labels):
-  return average_precision_columns(emb @ w.T, labels)
-
-
-class Scorer:
+class LocationScores:
   """Scores of one predictor at fixed locations (N, 2), the location embedding computed once."""
 
   def __init__(self, predictor, lonlat: np.ndarray):
@@ -64,8 +61,9 @@ class Scorer:
   def block_size(self, limit: int = 256) -> int:
     return int(max(1, min(limit, _BLOCK_ELEMENTS // max(len(self.lonlat), 1))))
 
-  def all_cells_ap(self, taxa: np.ndarray, positives: list[np.ndarray]) -> np.ndarray:
-    """(len(taxa),) exact AP of every taxon over all N locations (NaN without a positive).
+  def column_ap(self, taxa: np.ndarray, positives: list[np.ndarray]) -> np.ndarray:
+    """(len(taxa),) exact AP of every taxon over all N locations (NaN without a positive), from
+    dense score blocks: for predictors without a linear head (the streaming scorer needs one).
 
     `positives[i]` holds the indices of taxon i's positive locations; the rest are negatives.
     Species go through in fixed-size blocks (the last one padded) so one compilation serves all.
@@ -79,12 +77,7 @@ class Scorer:
       for j, i in enumerate(sel):
         labels[positives[i], j] = True
       padded = np.concatenate([sel, np.full(block - len(sel), sel[0])])
-      if self.head is None:
-        s = jnp.asarray(self.scores(taxa[padded]))
-        ap = average_precision_columns(s, jnp.asarray(labels))
-      else:
-        w = self.head_j[jnp.asarray(self.predictor.columns(taxa[padded]))]
-        ap = _block_ap(self.emb, w, jnp.asarray(labels))
+      ap = ranking.average_precision_columns(labels, self.scores(taxa[padded]))
       out[sel] = np.asarray(ap)[:len(sel)]
     return out
 

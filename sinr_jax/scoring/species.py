@@ -6,7 +6,7 @@
   scores.summary()      # {'map': ..., 'num_species_evaluated': ..., ...}
   scores.to_frame()     # one row per taxon: ap, best_f1, threshold, range_cells, range_km2, ...
 
-The cells are encoded once; species go through in blocks (cell_scorer.py), so memory is the
+The cells are encoded once; species go through in blocks (cells.py), so memory is the
 embeddings plus one block of B × M logits, whatever the number of species. Species are grouped by
 their number of positives so that each block pads its positive lists to one power of two.
 
@@ -30,11 +30,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 
+from ecorep import ranking
 from ecorep.progress import progress_bar
-from sinr_jax.cell_scorer import MIN_K, CellScorer
 from sinr_jax.errors import SinrInputError
+from sinr_jax.scoring.cells import MIN_K, CellScorer, has_linear_head
 
 BLOCK_ELEMENTS = 1 << 20  # species × padded positives per block (the (B, K) count arrays)
+MAX_BLOCK = 64  # species per block by default
 
 
 @dataclasses.dataclass
@@ -58,11 +60,11 @@ class SpeciesScores:
     return 1.0 / (1.0 + np.exp(-self.threshold_logit.astype(np.float64)))
 
   def summary(self) -> dict:
-    valid = ~np.isnan(self.ap)
+    result = ranking.MAPResult.from_per_class(self.ap)
     return {
-        "map": float(self.ap[valid].mean()) if valid.any() else float("nan"),
+        "map": result.map,
         "num_species": int(len(self.taxa)),
-        "num_species_evaluated": int(valid.sum()),
+        "num_species_evaluated": int(len(self.taxa) - result.num_excluded),
         "num_species_unknown_to_model": int((~self.known).sum()),
         "num_species_without_positives": int((self.known & (self.num_positives == 0)).sum()
                                              if self.has_labels else 0),
@@ -150,15 +152,15 @@ def plan_blocks(num_pos: np.ndarray, max_block: int,
 
 def score_species(predictor, cell_lonlat=None, *, taxa=None, labels=None, cell_area_km2=None,
                   default_threshold: float = 0.5, scorer: CellScorer | None = None,
-                  max_block: int = 64, mesh=None, impl: str | None = None,
-                  progress: bool = False) -> SpeciesScores:
+                  max_block: int = MAX_BLOCK, mesh=None, impl: str | None = None,
+                  ranges: bool = True, progress: bool = False) -> SpeciesScores:
   """Scores `taxa` (default: every taxon of the model) over the cells. See the module docstring.
 
   Pass `scorer` (a CellScorer of these cells) to reuse encoded cells; else `cell_lonlat` (M, 2).
   labels: positives per taxon (see `positive_lists`), None for thresholds/areas only.
+  ranges=False: AP, best F1 and thresholds only, no range sizes (range_cells -1, range_km2 NaN).
   """
-  params = getattr(predictor, "params", None)
-  if not (isinstance(params, Mapping) and "species_embedding" in params):
+  if not has_linear_head(predictor):
     raise SinrInputError("the streaming scorer needs a model with a linear species head "
                          "(params['species_embedding']), e.g. a RangePredictor; score other "
                          "models through their predict()", field="model")
@@ -222,7 +224,8 @@ def score_species(predictor, cell_lonlat=None, *, taxa=None, labels=None, cell_a
     for j, r in enumerate(block_rows):
       p[j, :num_pos[r]] = pos[r]
       n[j] = num_pos[r]
-    out = scorer.score_block(w, p, n, default_logit)  # dispatched; overlaps the previous fetch
+    # Dispatched asynchronously: the previous block's results are fetched while this one runs.
+    out = scorer.score_block(w, p, n, default_logit, ranges=ranges)
     if pending is not None:
       write(pending[0], CellScorer.block_result(pending[1]))
       if bar is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 
-from sinr_jax.scoring import score_species
+from sinr_jax.scoring.species import score_species
 
 
 def evaluate_ranges(predictor, cell_lonlat: np.ndarray, presence: scipy.sparse.spmatrix,
@@ -17,7 +17,7 @@ def evaluate_ranges(predictor, cell_lonlat: np.ndarray, presence: scipy.sparse.s
   """
   taxa = np.asarray(taxa)
   scores = score_species(predictor, cell_lonlat, taxa=taxa, labels=presence,
-                         max_block=species_block)
+                         max_block=species_block, ranges=False)
   s = scores.summary()
   valid = ~np.isnan(scores.ap)
   return {
