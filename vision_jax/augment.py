@@ -1,7 +1,10 @@
 """SimCLR/BYOL augmentations: the random resized crop on the host, the rest on the device.
 
 Host (numpy + PIL, called by the grain pipeline per view): `host_random_resized_crop` turns any
-decoded image (grayscale, RGB, RGBA, 8- or 16-bit) into a uint8 size×size×3 crop.
+decoded image (grayscale, RGB, RGBA, 8- or 16-bit) into a uint8 size×size×3 crop. Its box comes
+from TF's sample_distorted_bounding_box (`sample_distorted_box`, SimCLR's and the simclr configs'
+default) or torchvision's RandomResizedCrop (`sample_crop_box`, MoCo's); `crop_fn(cfg.data)`
+picks one by `data.crop_sampler`.
 
 Device (JAX, inside the jitted train step): `augment_views(key, views, policy)` draws per-view
 parameters from per-example keys and applies, vmapped over the batch: horizontal flip (p=0.5);
@@ -12,11 +15,17 @@ Blur and solarize probabilities may differ per view (BYOL's asymmetric policy).
 
 The operations follow tf.image: contrast keeps each channel's mean; saturation and hue act in HSV;
 grayscale uses the ITU-R 601 weights (0.2989, 0.587, 0.114). Brightness is multiplicative by
-default (SimCLR v2, factor ∈ [1−b, 1+b]) or additive (v1, delta ∈ [−b, b]).
+default (SimCLR v2, torchvision's ColorJitter: factor ∈ [1−b, 1+b]) or additive (SimCLR v1 and
+DeepMind's BYOL, tf.image.random_brightness: delta ∈ [−b, b]).
+
+No operation branches on exact float equality: XLA may compute one value twice in a fusion (with
+and without FMA, or in a vector body and a scalar tail whose split depends on the per-device
+batch), so a last-bit difference must move the output by about a last bit, whatever the sharding.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -69,10 +78,12 @@ def sample_crop_box(rng: np.random.Generator, height: int, width: int,
                     scale: tuple[float, float] = (0.08, 1.0),
                     ratio: tuple[float, float] = (3 / 4, 4 / 3),
                     attempts: int = 10) -> tuple[int, int, int, int]:
-  """(top, left, h, w) covering a fraction `scale` of the area with w/h in `ratio`.
+  """(top, left, h, w) as torchvision's RandomResizedCrop (MoCo v2): a fraction `scale` of the
+  area with w/h in `ratio`.
 
-  The aspect ratio is log-uniform (symmetric in w/h and h/w). After `attempts` boxes that do
-  not fit, falls back to the largest centred box whose ratio is clipped into `ratio`.
+  The area is uniform and the aspect ratio log-uniform (symmetric in w/h and h/w). After
+  `attempts` boxes that do not fit, falls back to the largest centred box whose ratio is clipped
+  into `ratio`.
   """
   area = height * width
   log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
@@ -95,19 +106,100 @@ def sample_crop_box(rng: np.random.Generator, height: int, width: int,
   return (height - h) // 2, (width - w) // 2, h, w
 
 
+def _tf_crop_size(rng: np.random.Generator, height: int, width: int, min_area: float,
+                  max_area: float, aspect: float) -> tuple[int, int] | None:
+  """(h, w) of one try of TF's GenerateRandomCrop, or None when none fits: the height is uniform
+  over the integers whose box of aspect w/h = `aspect` has an area in [min_area, max_area] and
+  fits in the image; rounding is repaired by one pixel at most. round() is round-half-even, as
+  the reference's lrintf."""
+  if max_area <= 0 or aspect <= 0 or min_area > max_area:
+    return None
+  h = int(round(math.sqrt(min_area / aspect)))
+  max_h = int(round(math.sqrt(max_area / aspect)))
+  if int(round(max_h * aspect)) > width:  # the tallest box whose rounded width still fits
+    max_h = int((width + 0.5 - 1e-7) / aspect)
+    if int(round(max_h * aspect)) > width:
+      max_h -= 1
+  max_h = min(max_h, height)
+  h = min(h, max_h)
+  if h < max_h:
+    h += int(rng.integers(0, max_h - h + 1))
+  w = int(round(h * aspect))
+  if w * h < min_area:
+    h += 1
+    w = int(round(h * aspect))
+  if w * h > max_area:
+    h -= 1
+    w = int(round(h * aspect))
+  if not (min_area <= w * h <= max_area and 0 < w <= width and 0 < h <= height):
+    return None
+  return h, w
+
+
+def sample_distorted_box(rng: np.random.Generator, height: int, width: int,
+                         scale: tuple[float, float] = (0.08, 1.0),
+                         ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                         min_object_covered: float = 0.1,
+                         attempts: int = 100) -> tuple[int, int, int, int]:
+  """(top, left, h, w) as SimCLR's crop, tf.image.sample_distorted_bounding_box with the whole
+  image as the object box.
+
+  Each of `attempts` tries draws w/h uniformly (not log-uniformly) from `ratio`, then a height
+  uniform over the integers that keep the area in `scale` (so the area is not uniform: larger
+  boxes are rarer than torchvision's), and accepts the box if it covers at least
+  `min_object_covered` of the image (with the reference's 0.1 this rejects areas in
+  [0.08, 0.1)). The offsets are uniform over [0, H − h) and [0, W − w) as the reference draws
+  them (Uniform(n) excludes n), so a box smaller than the image never touches its last
+  row/column. No accepted box after all tries: the whole image.
+  """
+  image_area = height * width
+  min_area, max_area = scale[0] * image_area, scale[1] * image_area
+  for _ in range(attempts):
+    aspect = rng.uniform(ratio[0], ratio[1])
+    size = _tf_crop_size(rng, height, width, min_area, max_area, aspect)
+    if size is None:
+      continue
+    h, w = size
+    top = int(rng.integers(0, height - h)) if h < height else 0
+    left = int(rng.integers(0, width - w)) if w < width else 0
+    if h * w >= min_object_covered * image_area:  # the box lies inside the object (the image)
+      return top, left, h, w
+  return 0, 0, height, width
+
+
+CROP_SAMPLERS = {"torchvision": sample_crop_box, "tf": sample_distorted_box}
+
+
 def host_random_resized_crop(rng: np.random.Generator, image: np.ndarray, size: int,
                              scale: tuple[float, float] = (0.08, 1.0),
-                             ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> np.ndarray:
-  """A random crop (area `scale`, aspect `ratio`) resized bicubically (PIL) to uint8 size×size×3.
+                             ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                             sampler: str = "torchvision") -> np.ndarray:
+  """A random crop (area `scale`, aspect `ratio`, boxes from CROP_SAMPLERS[sampler]) resized
+  bicubically (PIL) to uint8 size×size×3.
 
   The crop is cut out first and then resized (as the TF reference and torchvision do), so no
   pixel outside the box leaks in through the filter. Images smaller than `size` work the same
   way: the crop is upsampled.
   """
   rgb = to_rgb_uint8(image)
-  top, left, h, w = sample_crop_box(rng, rgb.shape[0], rgb.shape[1], scale, ratio)
+  top, left, h, w = CROP_SAMPLERS[sampler](rng, rgb.shape[0], rgb.shape[1], scale, ratio)
   crop = Image.fromarray(rgb[top:top + h, left:left + w])
   return np.asarray(crop.resize((size, size), Image.BICUBIC), dtype=np.uint8)
+
+
+def crop_fn(data_cfg):
+  """The host crop a `data` config section names: `crop_sampler` ('tf': SimCLR's
+  sample_distorted_bounding_box, 'torchvision': RandomResizedCrop) over the area range
+  `crop_scale`. A partial of a module function, so grain worker processes can pickle it."""
+  sampler = data_cfg.get("crop_sampler", "torchvision")
+  if sampler not in CROP_SAMPLERS:
+    raise ConfigError(f"data.crop_sampler must be one of {sorted(CROP_SAMPLERS)}, got "
+                      f"'{sampler}'", field="data.crop_sampler")
+  scale = tuple(float(s) for s in data_cfg.crop_scale)
+  if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+    raise ConfigError(f"data.crop_scale must be (lo, hi) with 0 < lo <= hi <= 1, got {scale}",
+                      field="data.crop_scale")
+  return functools.partial(host_random_resized_crop, scale=scale, sampler=sampler)
 
 
 # --------------------------------------------------------------------------------- device side
@@ -149,24 +241,40 @@ def simclr_policy(strength: float = 1.0, blur: bool = True) -> Policy:
 
 
 def byol_policy() -> Policy:
-  """BYOL's asymmetric policy: jitter (0.4, 0.4, 0.2, 0.1), blur p=(1.0, 0.1), solarize
-  p=(0, 0.2)."""
+  """BYOL's asymmetric policy (DeepMind's augmentations.py): jitter (0.4, 0.4, 0.2, 0.1) with
+  an additive brightness delta ∈ [−0.4, 0.4], blur p=(1.0, 0.1), solarize p=(0, 0.2)."""
   return Policy(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, blur_prob=(1.0, 0.1),
-                solarize_prob=(0.0, 0.2))
+                solarize_prob=(0.0, 0.2), multiplicative_brightness=False)
 
 
-def rgb_to_hsv(rgb: jax.Array) -> jax.Array:
-  """(..., 3) RGB in [0, 1] -> HSV with hue in [0, 1) (colorsys conventions)."""
+def _rgb_to_hsv(rgb: jax.Array, top: jax.Array) -> jax.Array:
+  """HSV with the hue's sextant taken from `top`, the index of (a) largest channel.
+
+  Value, chroma and the hue's offset are all read from channel `top` and the two after it
+  (cyclically), never by testing `max == r`: at a sextant boundary the two neighbouring
+  formulas agree, so choosing either of two channels within a few ulps of each other changes
+  the hue by about an ulp. The offset is clipped to [−1, 1], its range when `top` is the exact
+  maximum, which bounds the damage if `top` came from a slightly different computation.
+  """
   r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-  value = jnp.max(rgb, axis=-1)
-  chroma = value - jnp.min(rgb, axis=-1)
+  is_r, is_g = top == 0, top == 1
+  value = jnp.where(is_r, r, jnp.where(is_g, g, b))
+  after = jnp.where(is_r, g, jnp.where(is_g, b, r))    # the next channel: hue = 2·top + ...
+  before = jnp.where(is_r, b, jnp.where(is_g, r, g))   # ... (after − before) / chroma
+  chroma = jnp.maximum(value - jnp.minimum(after, before), 0.0)
   safe_v = jnp.where(value > 0, value, 1.0)
   safe_c = jnp.where(chroma > 0, chroma, 1.0)
   saturation = jnp.where(value > 0, chroma / safe_v, 0.0)
-  hue = jnp.where(value == r, (g - b) / safe_c,
-                  jnp.where(value == g, 2.0 + (b - r) / safe_c, 4.0 + (r - g) / safe_c))
-  hue = jnp.where(chroma > 0, jnp.mod(hue / 6.0, 1.0), 0.0)
+  offset = jnp.clip((after - before) / safe_c, -1.0, 1.0)
+  hue = jnp.mod((2.0 * top.astype(rgb.dtype) + offset) / 6.0, 1.0)
+  hue = jnp.where((chroma > 0) & (hue < 1.0), hue, 0.0)  # mod(-tiny, 1) rounds to 1.0 ≡ 0
   return jnp.stack([hue, saturation, value], axis=-1)
+
+
+def rgb_to_hsv(rgb: jax.Array) -> jax.Array:
+  """(..., 3) RGB in [0, 1] -> HSV with hue in [0, 1) (colorsys conventions: gray has hue and
+  saturation 0; ties for the largest channel go to r, then g)."""
+  return _rgb_to_hsv(rgb, jnp.argmax(rgb, axis=-1))
 
 
 def hsv_to_rgb(hsv: jax.Array) -> jax.Array:
@@ -177,8 +285,10 @@ def hsv_to_rgb(hsv: jax.Array) -> jax.Array:
   return v[..., None] - (v * s)[..., None] * jnp.clip(jnp.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
-def adjust_brightness(x, factor):
-  return x * factor
+def adjust_brightness(x, amount, multiplicative: bool = True):
+  """x·amount (SimCLR v2, torchvision) or x + amount (tf.image.adjust_brightness: SimCLR v1,
+  DeepMind's BYOL)."""
+  return x * amount if multiplicative else x + amount
 
 
 def adjust_contrast(x, factor):

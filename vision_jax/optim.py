@@ -4,7 +4,9 @@ Learning rate: linear warm-up from 0 to the peak, then cosine decay to 0 at the 
 peak is `base_lr·B/256` (linear scaling), `base_lr·√B` (SimCLR's square-root scaling for small
 batches) or `base_lr`. LARS follows the SimCLR reference: weight decay is added to the gradient,
 the trust ratio η·‖w‖/‖g + λw‖ rescales it, then momentum; BN parameters and biases get neither
-weight decay nor adaptation (`exclude_bn_bias`), which leaves them on plain momentum SGD.
+weight decay nor adaptation (`exclude_bn_bias`), which leaves them on plain momentum SGD: their
+steps scale with the loss, so a reference's learning rate transfers only with the reference's
+loss scale (hence SimCLR's NT-Xent in the TF form).
 """
 from __future__ import annotations
 

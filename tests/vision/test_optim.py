@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -113,3 +114,124 @@ def test_warmup_cosine_schedule_and_peak_scaling():
     tx, _ = optim.make_optimizer(_cfg(name=name), batch_size=8, total_steps=10, steps_per_epoch=1)
     p = {"w": {"kernel": jnp.ones(3)}}
     assert np.isfinite(np.asarray(tx.update(p, tx.init(p), p)[0]["w"]["kernel"])).all()
+
+
+# ------------------------------------------- one SimCLR step against the TF reference, float64
+
+class _TinySimCLRNet(nn.Module):
+  """conv (kernel only) → BN → ReLU → mean pool → dense (kernel + bias): one leaf of each
+  LARS group (adapted kernels; BN scale/bias; dense bias)."""
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.Conv(4, (3, 3), padding="VALID", use_bias=False, name="conv")(x)
+    x = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5, name="bn")(x)
+    x = jnp.mean(nn.relu(x), axis=(1, 2))
+    return nn.Dense(3, name="dense")(x)
+
+
+def _numpy_forward(p, x):
+  """float64 forward of _TinySimCLRNet (conv as a cross-correlation, BN with batch statistics)."""
+  k = p["conv"]["kernel"]
+  size = x.shape[1] - 2
+  y = sum(np.einsum("nhwc,co->nhwo", x[:, i:i + size, j:j + size], k[i, j])
+          for i in range(3) for j in range(3))
+  mean, var = y.mean(axis=(0, 1, 2)), y.var(axis=(0, 1, 2))
+  y = (y - mean) / np.sqrt(var + 1e-5) * p["bn"]["scale"] + p["bn"]["bias"]
+  return np.maximum(y, 0).mean(axis=(1, 2)) @ p["dense"]["kernel"] + p["dense"]["bias"]
+
+
+def _tf_nt_xent(z, n, tau):
+  """The TF reference's add_contrastive_loss: labels over [logits_ab, logits_aa] (self masked
+  with −1e9), loss = mean(loss_a + loss_b)."""
+  z = z / np.linalg.norm(z, axis=1, keepdims=True)
+  a, b = z[:n], z[n:]
+  mask = np.eye(n) * 1e9
+  ce = lambda logits: (np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1))  # noqa
+                       + logits.max(1) - np.diag(logits[:, :n]))
+  loss_a = ce(np.concatenate([a @ b.T / tau, a @ a.T / tau - mask], 1))
+  loss_b = ce(np.concatenate([b @ a.T / tau, b @ b.T / tau - mask], 1))
+  return np.mean(loss_a + loss_b)
+
+
+def _numpy_grad(f, params, eps=1e-6):
+  """Central differences of a float64 function of a {layer: {name: array}} tree."""
+  grads = {}
+  for layer, leaves in params.items():
+    grads[layer] = {}
+    for name, w in leaves.items():
+      g = np.zeros_like(w)
+      for i in np.ndindex(w.shape):
+        old = w[i]
+        w[i] = old + eps
+        up = f(params)
+        w[i] = old - eps
+        down = f(params)
+        w[i] = old
+        g[i] = (up - down) / (2 * eps)
+      grads[layer][name] = g
+  return grads
+
+
+def _tf_lars_update(params, grads, velocity, lr, wd, eta, momentum):
+  """SimCLR's LARSOptimizer (classic momentum): kernels get weight decay and the trust ratio;
+  BN parameters and biases neither."""
+  updates = {}
+  for layer, leaves in params.items():
+    updates[layer] = {}
+    for name, w in leaves.items():
+      g = grads[layer][name]
+      scaled_lr = lr
+      if name == "kernel":
+        g = g + wd * w
+        scaled_lr = lr * eta * np.linalg.norm(w) / np.linalg.norm(g)
+      velocity[layer][name] = momentum * velocity[layer][name] + scaled_lr * g
+      updates[layer][name] = -velocity[layer][name]
+  return updates
+
+
+def test_simclr_lars_steps_equal_the_tf_reference_for_every_parameter_group():
+  """Two steps of SimCLR's NT-Xent + LARS (η 1e-3, momentum 0.9) against float64 numpy of the
+  TF reference's loss and optimiser: conv and dense kernels (decayed, adapted), BN scale and
+  bias, dense bias (neither). The mean-over-2N loss would halve the BN and bias steps."""
+  from vision_jax.ssl.simclr import nt_xent
+  n, tau, lr, wd = 6, 0.5, 0.8, 0.05  # wd large enough that the kernels see the loss scale too
+  rng = np.random.default_rng(0)
+  x = rng.uniform(0, 1, (2 * n, 5, 5, 2)).astype(np.float32)
+  net = _TinySimCLRNet()
+  variables = jax.jit(net.init)(jax.random.key(0), jnp.asarray(x))
+  params = jax.tree.map(lambda a: a + 0.3 * rng.normal(size=a.shape).astype(np.float32),
+                        variables["params"])  # BN scale/bias away from 1/0
+
+  def loss_fn(p):
+    z, _ = net.apply({"params": p, "batch_stats": variables["batch_stats"]}, jnp.asarray(x),
+                     mutable=["batch_stats"])
+    return nt_xent(z[:n], z[n:], tau)[0]
+
+  tx, _ = optim.make_optimizer(_cfg(base_lr=lr, weight_decay=wd, trust_coefficient=1e-3,
+                                    momentum=0.9), batch_size=2 * n, total_steps=10**6,
+                               steps_per_epoch=1)
+  step_fn = jax.jit(lambda p, s: tx.update(jax.grad(loss_fn)(p), s, p))
+  x64 = x.astype(np.float64)
+  ref = {k: {m: np.asarray(v, np.float64) for m, v in d.items()} for k, d in params.items()}
+  velocity = jax.tree.map(np.zeros_like, ref)
+  ref_loss = lambda p, scale=1.0: scale * _tf_nt_xent(_numpy_forward(p, x64), n, tau)  # noqa
+  assert float(jax.jit(loss_fn)(params)) == pytest.approx(ref_loss(ref), rel=1e-5)
+  state = jax.jit(tx.init)(params)
+  for step in range(2):
+    updates, state = step_fn(params, state)
+    params = jax.jit(optax.apply_updates)(params, updates)
+    ref_grads = _numpy_grad(ref_loss, ref)
+    if step == 0:  # the mean-over-2N form: what this test must tell apart
+      half = _tf_lars_update(ref, _numpy_grad(lambda p: ref_loss(p, 0.5), ref),
+                             jax.tree.map(np.zeros_like, ref), lr, wd, 1e-3, 0.9)
+    want = _tf_lars_update(ref, ref_grads, velocity, lr, wd, 1e-3, 0.9)
+    for layer, name in (("conv", "kernel"), ("bn", "scale"), ("bn", "bias"), ("dense", "kernel"),
+                        ("dense", "bias")):
+      got, expected = np.asarray(updates[layer][name]), want[layer][name]
+      scale = np.abs(expected).max()
+      np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * scale,
+                                 err_msg=f"step {step} {layer}/{name}")
+      if step == 0:
+        assert np.abs(got - half[layer][name]).max() > 1e-2 * scale, (layer, name)
+    ref = jax.tree.map(lambda w, u: w + u, ref, want)
