@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install demo demo-vision test bench spml-table sinr-table clean
+.PHONY: install demo demo-vision test bench gpu-wheels spml-table sinr-table clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,12 +31,18 @@ demo-vision: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# Side-by-side entries run JAX and PyTorch in separate, alternating processes (benchmarks/harness.py).
 bench: $(STAMP)
 	$(PY) -m pip install -q '$(TORCH)'
 	$(PY) benchmarks/sinr_train_throughput.py
 	$(PY) benchmarks/sinr_eval_throughput.py
 	$(PY) benchmarks/ssl_throughput.py
 	$(PY) benchmarks/cpu_kernels.py
+
+# Wheels (CPython 3.12, manylinux x86-64) that benchmarks/gpu_suite.sh installs offline on a GPU
+# machine without network or .venv; carry .gpu_wheels/ there. Rehearse: bash benchmarks/check_gpu_offline.sh
+gpu-wheels: | $(PY)
+	bash benchmarks/prepare_gpu_wheels.sh
 
 # Table reproductions (minutes each on a 2-core CPU; results go to benchmarks/RESULTS.md).
 sinr-table: $(STAMP)

@@ -1,40 +1,38 @@
 """SINR AN-full training step: jitted JAX vs the PyTorch mirror of the published code.
 
-Same machine, same run, same B and S; the two are timed in alternation so that load changes hit
-both. Prints observations/s for each, their ratio, and the fraction of this machine's measured
-matmul rate that the JAX step reaches (the step is matmul-bound: three head matmuls of
-2·(2B)·256·S FLOPs each).
+Same machine, same B and S, each framework in its own process (benchmarks/harness.py): JAX and
+PyTorch worker processes alternate for --rounds rounds; each warms up (compiles) and times --reps
+steps. Prints s/step and observations/s for each with their spread, the ratio with the range of
+the per-round ratios, and the fraction of this machine's matmul rate (best 4096³ float32 GEMM,
+measured in each worker) that the JAX step reaches (the step is matmul-bound: three head
+matmuls of 2·(2B)·256·S FLOPs each). PyTorch runs on CUDA when it sees a GPU.
 
-  python benchmarks/sinr_train_throughput.py [--species=10000,47375] [--batch=2048] [--reps=5]
-      [--block_sizes=512,0] [--no_torch] [--no_record] [--summary_json=F]
+  python benchmarks/sinr_train_throughput.py [--species=10000,47375] [--batch=2048] [--rounds=5]
+      [--reps=3] [--warmup=1] [--block_sizes=256,0] [--max_seconds=0] [--no_torch] [--no_record]
+      [--summary_json=F]
+  python benchmarks/sinr_train_throughput.py --jax_only [...]   # JAX in this process, no record:
+                                                               # the entry point of before_after.py
 
-Without PyTorch installed (e.g. on a GPU box with only jax[cuda]) the PyTorch column is left empty.
+Without PyTorch installed (e.g. on a GPU box with only jax[cuda]) the PyTorch columns stay empty.
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import json
-import math
 import os
+import statistics
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-
-from configs.sinr import get_config  # noqa: E402
-from ecorep.mesh import data_mesh, replicate, shard_batch  # noqa: E402
-from results import median, timeit, update_section  # noqa: E402
-from sinr_jax.features import make_encoder  # noqa: E402
-from sinr_jax.models import RangeModel  # noqa: E402
-from sinr_jax.train import init_state, make_train_step  # noqa: E402
+import harness  # noqa: E402
+from results import update_section  # noqa: E402
 
 WIDTH, DEPTH = 256, 4
+NAME = "sinr_train"
 
 
 def step_flops(batch: int, species: int) -> tuple[float, float]:
@@ -45,7 +43,28 @@ def step_flops(batch: int, species: int) -> tuple[float, float]:
   return head, head + 3 * encoder_fwd
 
 
-def jax_runner(species: int, batch: int, block: int):
+# ---- JAX worker: this process imports JAX and the project, never PyTorch -------------------------
+
+def jax_step(species: int, batch: int, block: int):
+  """One jitted AN-full training step as a no-argument callable that waits for its result.
+
+  The only place this benchmark touches project internals (adapt here when they move):
+  configs.sinr.get_config("an_full") (cfg.train.head_block_size), ecorep.mesh.data_mesh /
+  replicate / shard_batch, sinr_jax.features.make_encoder("coords") (.input_dim),
+  sinr_jax.models.RangeModel(num_species, input_dim, width, depth), and
+  sinr_jax.train.init_state(model, tx, key) / make_train_step(model, tx, encoder, cfg, mesh) whose
+  step is step(state, batch, key) -> (state, metrics) with batch = {"lonlat", "label"}.
+  """
+  import jax
+  import numpy as np
+  import optax
+
+  from configs.sinr import get_config
+  from ecorep.mesh import data_mesh, replicate, shard_batch
+  from sinr_jax.features import make_encoder
+  from sinr_jax.models import RangeModel
+  from sinr_jax.train import init_state, make_train_step
+
   cfg = get_config("an_full")
   with cfg.unlocked():
     cfg.train.head_block_size = block
@@ -69,84 +88,180 @@ def jax_runner(species: int, batch: int, block: int):
   return run
 
 
-def torch_runner(species: int, batch: int):
-  import torch
-  from torch_sinr import TorchTrainer
-  torch.manual_seed(0)
-  trainer = TorchTrainer(species, WIDTH, DEPTH)
-  feats = torch.rand(batch, 4) * 2 - 1
-  labels = torch.randint(0, species, (batch,))
-  return lambda: trainer.step(feats, labels).item()
-
-
-def matmul_rate(reps: int = 3) -> dict:
-  """Best GFLOP/s of a 4096³ float32 GEMM in JAX and (if present) PyTorch on this machine."""
+def jax_gemm_gflops(reps: int = 2) -> float:
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
   n = 4096
   a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n), np.float32))
   f = jax.jit(lambda x: x @ x)
-  f(a).block_until_ready()
-  rates = {"jax": 2 * n**3 / min(timeit(lambda: f(a).block_until_ready(), reps)) / 1e9}
-  try:
-    import torch
-    t = torch.from_numpy(np.asarray(a))
-    t @ t
-    rates["torch"] = 2 * n**3 / min(timeit(lambda: t @ t, reps)) / 1e9
-  except ImportError:
-    pass
-  return rates
+  return 2 * n**3 / min(harness.time_steps(lambda: f(a).block_until_ready(), reps)) / 1e9
 
 
-def main() -> None:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def jax_key(species: int, block: int) -> str:
+  return f"S={species} block={block or 'none'}"
+
+
+def jax_worker(args) -> dict:
+  import jax
+
+  from results import jax_runtime
+  values, samples = {}, {}
+  for species in args.species_list:
+    for block in args.block_list:
+      ts = harness.time_steps(jax_step(species, args.batch, block), args.reps, args.warmup)
+      k = jax_key(species, block)
+      values[k], samples[k] = statistics.median(ts), ts
+      print(f"jax {k}: " + ", ".join(f"{t:.3f}" for t in ts) + " s/step", file=sys.stderr,
+            flush=True)
+  return {"values": values, "samples": samples,
+          "info": {"runtime": jax_runtime(), "backend": jax.default_backend(),
+                   "gemm_gflops": jax_gemm_gflops()}}
+
+
+# ---- PyTorch worker: this process imports PyTorch only -------------------------------------------
+
+def torch_worker(args) -> dict:
+  import torch
+
+  from results import torch_runtime
+  from torch_sinr import TorchTrainer
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  if device == "cuda":  # XLA's default for float32 dots on NVIDIA GPUs is TF32; match it
+    torch.set_float32_matmul_precision(args.torch_matmul_precision)
+  sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+  values, samples = {}, {}
+  for species in args.species_list:
+    torch.manual_seed(0)
+    trainer = TorchTrainer(species, WIDTH, DEPTH, device=device)
+    feats = (torch.rand(args.batch, 4) * 2 - 1).to(device)
+    labels = torch.randint(0, species, (args.batch,)).to(device)
+    ts = harness.time_steps(lambda: trainer.step(feats, labels).item(), args.reps, args.warmup)
+    k = f"S={species}"
+    values[k], samples[k] = statistics.median(ts), ts
+    print(f"torch {k}: " + ", ".join(f"{t:.3f}" for t in ts) + " s/step", file=sys.stderr,
+          flush=True)
+    del trainer
+  n = 4096
+  a = torch.randn(n, n, device=device)
+
+  def gemm():
+    a @ a
+    sync()
+  gemm()
+  gflops = 2 * n**3 / min(harness.time_steps(gemm, 2, 0)) / 1e9
+  return {"values": values, "samples": samples,
+          "info": {"runtime": torch_runtime(), "device": device, "gemm_gflops": gflops,
+                   "matmul_precision": torch.get_float32_matmul_precision()}}
+
+
+# ---- parent: runs the workers, never imports JAX or PyTorch --------------------------------------
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--species", default="10000,47375")
   p.add_argument("--batch", type=int, default=2048)
-  p.add_argument("--reps", type=int, default=5)
+  p.add_argument("--reps", type=int, default=3, help="timed steps in each worker process")
+  p.add_argument("--warmup", type=int, default=1, help="untimed steps first (the first compiles)")
   p.add_argument("--block_sizes", default="256,0", help="head block sizes to time (0 = unblocked)")
+  p.add_argument("--torch_matmul_precision", default="high", choices=("highest", "high", "medium"),
+                 help="PyTorch float32 matmul precision on CUDA ('high' = TF32, XLA's default)")
   p.add_argument("--no_torch", action="store_true")
   p.add_argument("--no_record", action="store_true")
   p.add_argument("--summary_json", default="")
-  args = p.parse_args()
+  harness.add_args(p)
+  args = p.parse_args(argv)
+  args.species_list = [int(s) for s in args.species.split(",")]
+  args.block_list = [int(b) for b in args.block_sizes.split(",")]
+  return args
+
+
+def jax_only(args) -> None:
+  """One JAX measurement in this process: the command-line entry point of before_after.py."""
+  result = jax_worker(args)
+  gemm = result["info"]["gemm_gflops"]
+  rows, lines = [], [f"{result['info']['runtime']}; JAX GEMM {gemm:.0f} GFLOP/s",
+                     "| S | B | head block | JAX s/step | JAX obs/s | JAX GFLOP/s | % of matmul rate |",
+                     "|---|---|---|---|---|---|---|"]
+  for species in args.species_list:
+    _, flops = step_flops(args.batch, species)
+    for block in args.block_list:
+      k = jax_key(species, block)
+      t = result["values"][k]
+      lines.append(f"| {species} | {args.batch} | {block or 'none'} | {t:.4f} | "
+                   f"{args.batch / t:,.0f} | {flops / t / 1e9:.0f} | {100 * flops / t / 1e9 / gemm:.0f}% |")
+      rows += [{"name": NAME, "metric": f"JAX s/step ({k})", "value": t, "unit": "s"},
+               {"name": NAME, "metric": f"JAX obs/s ({k})", "value": args.batch / t,
+                "unit": "obs/s"}]
+  print("\n".join(lines), flush=True)
+  if args.summary_json:
+    with open(args.summary_json, "w") as f:
+      json.dump(rows, f)
+
+
+def main() -> None:
+  args = parse_args()
+  if args.worker:
+    harness.emit({"jax": jax_worker, "torch": torch_worker}[args.worker](args))
+    return
+  if args.jax_only:
+    jax_only(args)
+    return
   if not args.no_torch and importlib.util.find_spec("torch") is None:
     print("PyTorch is not installed: timing JAX only (pip install -e '.[bench]' for the comparison)")
     args.no_torch = True
-  blocks = [int(b) for b in args.block_sizes.split(",")]
-  rates = matmul_rate()
-  peak = max(rates.values())
-  print("matmul rate (4096³ GEMM): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in rates.items()))
+  fwd = harness.forwarded_args(sys.argv[1:])
+  sides = [harness.Side("jax", harness.worker_cmd(__file__, "jax", fwd))]
+  if not args.no_torch:
+    sides.append(harness.Side("torch", harness.worker_cmd(__file__, "torch", fwd)))
+  rounds = harness.alternate(sides, args.rounds, max_seconds=args.max_seconds)
+
+  jax_info = rounds.info("jax")
+  rates = {"jax": harness.spread(rounds.info_values("jax", "gemm_gflops"))}
+  runtime = jax_info["runtime"]
+  if not args.no_torch:
+    rates["torch"] = harness.spread(rounds.info_values("torch", "gemm_gflops"))
+    runtime += "; " + rounds.info("torch")["runtime"]
+  peak = max(r.value for r in rates.values())
   lines = ["| S | B | JAX head block | JAX s/step | JAX obs/s | PyTorch s/step | PyTorch obs/s "
            "| JAX / PyTorch | JAX GFLOP/s | % of matmul rate |",
            "|---|---|---|---|---|---|---|---|---|---|"]
   summary = []
-  for species in [int(s) for s in args.species.split(",")]:
-    runners = {f"jax{b}": jax_runner(species, args.batch, b) for b in blocks}
-    if not args.no_torch:
-      runners["torch"] = torch_runner(species, args.batch)
-    for run in runners.values():  # compile / warm up
-      run()
-    times = {k: [] for k in runners}
-    for _ in range(args.reps):  # alternate so that machine load affects all equally
-      for k, run in runners.items():
-        times[k] += timeit(run, 1)
+  for species in args.species_list:
     _, flops = step_flops(args.batch, species)
-    t_torch = median(times["torch"]) if "torch" in times else float("nan")
-    for b in blocks:
-      t = median(times[f"jax{b}"])
-      summary.append({"name": "sinr_train", "metric": f"JAX obs/s (S={species}, block {b or 'none'})",
-                      "value": args.batch / t, "unit": "obs/s"})
-      if not math.isnan(t_torch):
-        summary.append({"name": "sinr_train", "metric": f"JAX / PyTorch (S={species}, block "
-                        f"{b or 'none'})", "value": t_torch / t, "unit": "×"})
-      row = (f"| {species} | {args.batch} | {b or 'none'} | {t:.3f} | {args.batch / t:,.0f} | "
-             f"{t_torch:.3f} | {args.batch / t_torch:,.0f} | {t_torch / t:.2f}× | "
-             f"{flops / t / 1e9:.0f} | {100 * flops / t / 1e9 / peak:.0f}% |")
+    t_torch = rounds.values("torch", f"S={species}") if not args.no_torch else []
+    s_torch = harness.spread(t_torch)
+    for block in args.block_list:
+      k = jax_key(species, block)
+      t_jax = rounds.values("jax", k)
+      s_jax = harness.spread(t_jax)
+      r = harness.ratio(t_torch, t_jax)  # (PyTorch s/step) / (JAX s/step) = JAX / PyTorch speed
+      obs = s_jax.map(lambda t: args.batch / t)
+      gf = flops / s_jax.value / 1e9
+      row = (f"| {species} | {args.batch} | {block or 'none'} | {s_jax.fmt('.3f')} | "
+             f"{obs.fmt(',.0f')} | {s_torch.fmt('.3f')} | "
+             f"{s_torch.map(lambda t: args.batch / t).fmt(',.0f')} | {r.fmt('.2f', '×')} | "
+             f"{gf:.0f} | {100 * gf / peak:.0f}% |")
       print(row, flush=True)
       lines.append(row)
-  body = ("Median of {} alternating repetitions after one warm-up step each. Matmul rate (best "
-          "4096³ float32 GEMM): {}. FLOPs count the three head matmuls and the encoder "
-          "(forward + backward) of the 2B rows (data + random locations).\n\n").format(
-              args.reps, ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in rates.items()))
+      summary.append(obs.row(NAME, f"JAX obs/s (S={species}, block {block or 'none'})", "obs/s"))
+      if t_torch:
+        summary.append(r.row(NAME, f"JAX / PyTorch (S={species}, block {block or 'none'})", "×"))
+  torch_note = ""
+  if not args.no_torch:
+    tinfo = rounds.info("torch")
+    torch_note = (f" PyTorch on {tinfo['device']}" + (
+        f" (float32 matmul precision '{tinfo['matmul_precision']}')"
+        if tinfo["device"] == "cuda" else "") + ".")
+  body = (harness.describe_method(rounds, args.reps, args.warmup) + torch_note +
+          " Matmul rate (best 4096³ float32 GEMM, in each worker): " +
+          ", ".join(f"{k} {v.fmt('.0f')} GFLOP/s" for k, v in rates.items()) +
+          ". FLOPs count the three head matmuls and the encoder (forward + backward) of the 2B rows "
+          "(data + random locations).\n\n")
   if not args.no_record:
-    update_section(f"SINR training step, AN-full ({jax.default_backend()})", body + "\n".join(lines))
+    update_section(f"SINR training step, AN-full ({jax_info['backend']})", body + "\n".join(lines),
+                   runtime=runtime)
   if args.summary_json:
     with open(args.summary_json, "w") as f:
       json.dump(summary, f)
