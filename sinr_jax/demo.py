@@ -2,6 +2,10 @@
 both against the true ranges, write metrics, curves and range maps.
 
   python -m sinr_jax.demo --workdir=runs/demo [--config=configs/sinr.py:demo] [--num_maps=6]
+      [--config.<key>=<value> ...]   e.g. --config.data.world.seed=3
+                                     --config.data.world.num_species=200
+
+The overrides apply to the SINR run and to the logistic-regression baseline alike (same world).
 """
 from __future__ import annotations
 
@@ -13,16 +17,18 @@ import time
 import numpy as np
 
 from ecorep import io
-from ecorep.cli import parse_flags, run_cli
+from ecorep.cli import parse_config_flags, run_cli
 from ecorep.config import load_config
+from ecorep.errors import ConfigError
 from sinr_jax import load
 from sinr_jax.maps import save_range_maps
-from sinr_jax.range_eval import evaluate_ranges
+from sinr_jax.scoring import evaluate_ranges
 from sinr_jax.train import train
 from sinr_jax.world import load_world
 
 _log = logging.getLogger("sinr_jax.demo")
-DEFAULT_CONFIG = "configs/sinr.py:demo"
+DEFAULT_CONFIG = "sinr_jax.configs.sinr:demo"  # carried by the package
+FLAGS = ("workdir", "num_maps")
 
 
 def pick_map_taxa(world, aps: dict, n: int) -> list[int]:
@@ -37,7 +43,7 @@ def run_demo(workdir: str, config_spec: str = DEFAULT_CONFIG, overrides=(), num_
   workdir = os.path.abspath(workdir)
   cfg = load_config(config_spec, overrides)
   lr_cfg = load_config(config_spec + ",lr", overrides)
-  world_dir = os.path.join(workdir, "world")
+  world_dir = cfg.data.world_dir or os.path.join(workdir, "world")  # an override is kept
   with cfg.unlocked(), lr_cfg.unlocked():
     cfg.data.world_dir = lr_cfg.data.world_dir = world_dir
   timings = {}
@@ -71,11 +77,13 @@ def run_demo(workdir: str, config_spec: str = DEFAULT_CONFIG, overrides=(), num_
                     "logistic_regression": summary(lr_eval),
                     "map_gain_over_lr": sinr_eval["map"] - lr_eval["map"]},
       "train": {"sinr_steps": sinr_run.num_steps, "config": config_spec,
+                "overrides": list(overrides),
                 "observations_used": int(len(sinr_run.data.labels)),
                 "species": int(len(sinr_run.data.class_index))},
       "timings": timings,
       "per_species_ap": {"sinr": sinr_eval["per_species_ap"], "logistic_regression": lr_eval["per_species_ap"]},
       "maps": [os.path.relpath(p, workdir) for p in map_paths],
+      "world_dir": world_dir,
   }
   io.write_json(os.path.join(workdir, "metrics.json"), metrics)
   return metrics
@@ -83,11 +91,15 @@ def run_demo(workdir: str, config_spec: str = DEFAULT_CONFIG, overrides=(), num_
 
 def main(argv: list[str]) -> int:
   def body(argv):
-    flags = parse_flags(argv, ("workdir", "config", "num_maps"))
+    spec, overrides, flags = parse_config_flags(argv, FLAGS, DEFAULT_CONFIG)
     workdir = os.path.abspath(flags.get("workdir", "runs/demo"))
+    try:
+      num_maps = int(flags.get("num_maps", 6))
+    except ValueError:
+      raise ConfigError(f"--num_maps={flags['num_maps']} is not an integer",
+                        field="num_maps") from None
     t0 = time.perf_counter()
-    metrics = run_demo(workdir, flags.get("config", DEFAULT_CONFIG),
-                       num_maps=int(flags.get("num_maps", 6)))
+    metrics = run_demo(workdir, spec, overrides, num_maps=num_maps)
     rm = metrics["range_map"]
     print("\n=== ecorep-jax demo: SINR range maps on the simulated world ===")
     print(f"range-map MAP over {rm['sinr']['num_species_evaluated']} species, "
@@ -98,10 +110,11 @@ def main(argv: list[str]) -> int:
     print(f"checkpoint:      {os.path.join(workdir, 'checkpoints')} (rerun to resume)")
     print(f"training curves: {os.path.join(workdir, 'plots', 'training_curves.png')}")
     print(f"range maps:      {os.path.join(workdir, 'maps')} ({len(metrics['maps'])} species)")
-    print(f"world data:      {os.path.join(workdir, 'world')}")
+    print(f"world data:      {metrics['world_dir']}")
     print(f"total time:      {time.perf_counter() - t0:.0f} s")
 
-  return run_cli(argv, body, __doc__)
+  return run_cli(argv, body, __doc__, flags=("config", "config.<key>", *FLAGS),
+                 configs=("sinr_jax.configs.sinr",))
 
 
 if __name__ == "__main__":

@@ -11,12 +11,16 @@ Every loss has the keyword signature
 with `emb` (B, D) embeddings of the observed locations, `emb_rand` (B, D) embeddings of random
 locations (None for the SLDS losses, which do not use them), `species_emb` (S, D) the head,
 `labels` (B,) class indices, `key` a PRNG key (SLDS draws its negative species with it).
+These shapes are asserted (chex) on entry: a mis-shaped `labels` such as (B, 1) would otherwise
+broadcast into a wrong loss without an error. The checks read static shapes, so they cost nothing
+under jit.
 """
 from __future__ import annotations
 
 import functools
 from typing import Callable
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -113,10 +117,21 @@ def _pair_logits(emb, species_emb, species):
   return jnp.sum(emb * species_emb[species], axis=-1)
 
 
+def _check_shapes(emb, emb_rand, species_emb, labels):
+  """emb (B, D), emb_rand (B, D) or None, species_emb (S, D), labels (B,) integer."""
+  chex.assert_rank([emb, species_emb, labels], [2, 2, 1])
+  chex.assert_axis_dimension(species_emb, 1, emb.shape[1])
+  chex.assert_shape(labels, (emb.shape[0],))
+  chex.assert_type(labels, int)
+  if emb_rand is not None:
+    chex.assert_equal_shape([emb, emb_rand])
+
+
 def _ssdl(*, emb, emb_rand, species_emb, labels, key=None, pos_weight=None, block_size=0,
           term: Term):
   """−log ŷ_j(x) + term(ŷ_j(r)): the observed species at the data and at a random location."""
   del key, pos_weight, block_size
+  _check_shapes(emb, emb_rand, species_emb, labels)
   z_pos = _pair_logits(emb, species_emb, labels)
   z_rand = _pair_logits(emb_rand, species_emb, labels)
   return jnp.mean(neg_log_sigmoid(z_pos)) + jnp.mean(term(z_rand)[0])
@@ -126,6 +141,7 @@ def _slds(*, emb, emb_rand=None, species_emb, labels, key, pos_weight=None, bloc
           term: Term):
   """−log ŷ_j(x) + term(ŷ_j'(x)), j' a uniformly random species other than j."""
   del emb_rand, pos_weight, block_size
+  _check_shapes(emb, None, species_emb, labels)
   other = jax.random.randint(key, labels.shape, 0, species_emb.shape[0] - 1)
   other = other + (other >= labels)
   z_pos = _pair_logits(emb, species_emb, labels)
@@ -138,6 +154,7 @@ def _full(*, emb, emb_rand, species_emb, labels, key=None, pos_weight=2048.0, bl
   """Mean over the B×S data entries [λ·(−log ŷ) at the observed species, term elsewhere] plus the
   mean over the B×S random-location entries of term."""
   del key
+  _check_shapes(emb, emb_rand, species_emb, labels)
   batch, num_species = emb.shape[0], species_emb.shape[0]
   total = full_head_sum(jnp.concatenate([emb, emb_rand], axis=0), species_emb, term, block_size)
   # The head sum counted term() at the observed entries; swap in the weighted positive term.

@@ -145,6 +145,12 @@ def _file_kind(path: Path) -> str:
     raise SinrInputError("file not found", file=path)
   if path.is_dir():
     raise SinrInputError("is a directory; expected an observation file", file=path)
+  try:  # a permission problem is named as such, not as an unreadable format
+    with open(path, "rb"):
+      pass
+  except PermissionError as e:
+    raise SinrInputError(f"permission denied: cannot open the file for reading ({e.strerror}); "
+                         "check its permissions", file=path) from e
   name = path.name.lower()
   if name.endswith((".parquet", ".pq")):
     return "parquet"
@@ -169,6 +175,9 @@ def _read_header(path: Path) -> list[str]:
   try:
     with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
       line = f.readline()
+  except PermissionError as e:
+    raise SinrInputError(f"permission denied: cannot open the file for reading ({e.strerror})",
+                         file=path) from e
   except (OSError, EOFError, UnicodeDecodeError) as e:
     raise SinrInputError(f"cannot read the header ({e}); is this a UTF-8 CSV file?",
                          file=path, row=1) from e
@@ -186,15 +195,19 @@ def _select_columns(names: list[str], extra_columns, path: Path, row: int | None
                            row=row, field=name)
   extras = [c for c in names if c not in REQUIRED] if extra_columns is None else [
       c for c in extra_columns if c not in REQUIRED]
+  # Columns that already serve a field are never offered as the spelling of another one.
+  taken = set(REQUIRED) | (set() if extra_columns is None else set(extras))
   for name in (*REQUIRED, *extras):
     if name not in names:
-      raise _missing_column(name, names, path, row)
+      raise _missing_column(name, names, path, row, taken=taken)
   return [*REQUIRED, *extras]
 
 
-def _missing_column(name: str, names: list[str], path: Path, row: int | None) -> SinrInputError:
-  folded = {c.strip().lower(): c for c in names}
-  close = [folded[name]] if name in folded else difflib.get_close_matches(name, names, n=1)
+def _missing_column(name: str, names: list[str], path: Path, row: int | None, *,
+                    taken=frozenset()) -> SinrInputError:
+  free = [c for c in names if c not in taken]
+  folded = {c.strip().lower(): c for c in free}
+  close = [folded[name]] if name in folded else difflib.get_close_matches(name, free, n=1)
   hint = f" (did you mean {close[0]!r}?)" if close else ""
   shown = ", ".join(repr(c) for c in names[:20]) + (", ..." if len(names) > 20 else "")
   return SinrInputError(f"missing column {name!r}{hint}; the columns are {shown}", file=path,

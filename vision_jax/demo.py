@@ -16,14 +16,14 @@ import sys
 import time
 
 from ecorep import io
+from ecorep.cli import parse_config_flags, run_cli
 from ecorep.config import load_config
-from ecorep.errors import InputError
 from vision_jax import datasets, pretrain
 from vision_jax.encoder import Encoder, load_encoder
 from vision_jax.probe import linear_probe
 
 _log = logging.getLogger("vision_jax.demo")
-DEFAULT_CONFIG = "configs/simclr.py:demo"
+DEFAULT_CONFIG = "vision_jax.configs.simclr:demo"  # carried by the package
 
 
 def probe_encoder(encoder: Encoder, train, test, seed: int) -> dict:
@@ -70,42 +70,33 @@ def run_demo(workdir: str, config_spec: str = DEFAULT_CONFIG, overrides=()) -> d
 
 
 def main(argv: list[str]) -> int:
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-  try:
-    workdir, spec, overrides = "runs/demo_vision", DEFAULT_CONFIG, []
-    for arg in argv:
-      name, _, value = arg.lstrip("-").partition("=")
-      if name == "workdir":
-        workdir = value
-      elif name == "config":
-        spec = value
-      elif name.startswith("config."):
-        overrides.append(f"{name[len('config.'):]}={value}")
-      else:
-        raise InputError(f"unknown flag {arg}; use --workdir, --config, --config.<key>=<value>")
+  def body(argv):
+    spec, overrides, flags = parse_config_flags(argv, ("workdir",), DEFAULT_CONFIG)
+    workdir = os.path.abspath(flags.get("workdir", "runs/demo_vision"))
     t0 = time.perf_counter()
     metrics = run_demo(workdir, spec, overrides)
-  except (InputError, pretrain.NonFiniteLossError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  lp, workdir = metrics["linear_probe"], os.path.abspath(workdir)
-  print("\n=== ecorep-jax vision demo: SimCLR on 5,000 real MNIST digits (CPU) ===")
-  print(f"pretraining: {metrics['pretrain']['steps']} steps of {metrics['pretrain']['batch_size']}"
-        f" images, ResNet-{metrics['pretrain']['backbone']['depth']} (base width "
-        f"{metrics['pretrain']['backbone']['base_width']}), "
-        f"{metrics['timings']['pretrain_seconds']:.0f} s")
-  print("linear probe on frozen features (1,000 test digits):")
-  print(f"  SimCLR features          top-1 {lp['simclr']['top1']:.3f}   "
-        f"top-5 {lp['simclr']['top5']:.3f}")
-  print(f"  random-init features     top-1 {lp['random_init']['top1']:.3f}   "
-        f"top-5 {lp['random_init']['top5']:.3f}   (the run's initialisation: last BN γ = 0)")
-  print(f"  random-init features     top-1 {lp['random_init_unit_gamma']['top1']:.3f}   "
-        f"top-5 {lp['random_init_unit_gamma']['top5']:.3f}   (all BN γ = 1)")
-  print(f"  lift over the better random init   {metrics['top1_lift']:+.3f}")
-  print(f"metrics:    {os.path.join(workdir, 'metrics.json')}")
-  print(f"run:        {workdir} (load with vision_jax.encoder.load_encoder)")
-  print(f"total time: {time.perf_counter() - t0:.0f} s")
-  return 0
+    lp = metrics["linear_probe"]
+    print("\n=== ecorep-jax vision demo: SimCLR on 5,000 real MNIST digits (CPU) ===")
+    print(f"pretraining: {metrics['pretrain']['steps']} steps of "
+          f"{metrics['pretrain']['batch_size']} images, ResNet-"
+          f"{metrics['pretrain']['backbone']['depth']} (base width "
+          f"{metrics['pretrain']['backbone']['base_width']}), "
+          f"{metrics['timings']['pretrain_seconds']:.0f} s")
+    print("linear probe on frozen features (1,000 test digits):")
+    print(f"  SimCLR features          top-1 {lp['simclr']['top1']:.3f}   "
+          f"top-5 {lp['simclr']['top5']:.3f}")
+    print(f"  random-init features     top-1 {lp['random_init']['top1']:.3f}   "
+          f"top-5 {lp['random_init']['top5']:.3f}   (the run's initialisation: last BN γ = 0)")
+    print(f"  random-init features     top-1 {lp['random_init_unit_gamma']['top1']:.3f}   "
+          f"top-5 {lp['random_init_unit_gamma']['top5']:.3f}   (all BN γ = 1)")
+    print(f"  lift over the better random init   {metrics['top1_lift']:+.3f}")
+    print(f"metrics:    {os.path.join(workdir, 'metrics.json')}")
+    print(f"run:        {workdir} (load with vision_jax.encoder.load_encoder)")
+    print(f"total time: {time.perf_counter() - t0:.0f} s")
+
+  return run_cli(argv, body, __doc__, errors=(pretrain.NonFiniteLossError,),
+                 flags=("config", "config.<key>", "workdir"),
+                 configs=("vision_jax.configs.simclr", "vision_jax.configs.pretrain_common"))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Measures a pretrained representation: linear probe on frozen features, or fine-tuning.
 
-  python -m vision_jax.linear_eval --run=runs/X --dataset=mnist_5k \
-      [--label_fraction=0.1 | --labels_per_class=10] [--finetune] [--step=N] \
+  python -m vision_jax.linear_eval --run=runs/X --dataset=mnist_5k
+      [--label_fraction=0.1 | --labels_per_class=10] [--finetune] [--step=N]
       [--config=configs/linear_eval.py:demo] [--config.probe.epochs=30 ...]
 
 --dataset: a bundled set (vision_jax.datasets: mnist_5k, sklearn_digits, skimage_photos,
@@ -20,14 +20,13 @@ from typing import Any, Sequence
 import ml_collections
 
 from ecorep import io
+from ecorep.cli import run_cli
 from ecorep.config import parse_cli
-from ecorep.errors import InputError
 from ecorep.mesh import is_main_process
 from vision_jax import datasets, probe, sources
 from vision_jax.errors import VisionInputError
 
-DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              "configs", "linear_eval.py")
+DEFAULT_CONFIG = "vision_jax.configs.linear_eval"  # carried by the package
 FLAGS = ("run", "dataset", "step", "label_fraction", "labels_per_class", "finetune")
 
 
@@ -99,7 +98,7 @@ def _merge_metrics(path: str, key: str, metrics: dict) -> None:
       with open(path, encoding="utf-8") as f:
         table = json.load(f)
     except json.JSONDecodeError:
-      logging.warning("%s is not JSON; starting it afresh", path)
+      logging.getLogger(__name__).warning("%s is not JSON; starting it afresh", path)
   table[key] = metrics
   io.write_json(path, table)
 
@@ -115,10 +114,9 @@ def _number(flags: dict, name: str, kind: type):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  argv = list(sys.argv[1:] if argv is None else argv)
-  if not any(a.startswith("--config=") for a in argv):
-    argv.insert(0, f"--config={DEFAULT_CONFIG}")
-  try:
+  def body(argv):
+    if not any(a.startswith("--config=") for a in argv):
+      argv.insert(0, f"--config={DEFAULT_CONFIG}")
     cfg, flags = parse_cli(argv, allowed=FLAGS)
     if "run" not in flags or "dataset" not in flags:
       raise VisionInputError("--run=<pretraining run dir> and --dataset=<name> are required")
@@ -127,16 +125,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         label_fraction=_number(flags, "label_fraction", float),
         labels_per_class=_number(flags, "labels_per_class", int),
         finetune=flags.get("finetune", "false").lower() in ("true", "1", "yes"))
-  except InputError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  print(f"{metrics['key']} (step {metrics['step']}): top-1 {100 * metrics['top1']:.2f}%  "
-        f"top-5 {100 * metrics['top5']:.2f}%  ({metrics['num_train']} train / "
-        f"{metrics['num_test']} test images)")
-  print(json.dumps(metrics, sort_keys=True, default=float))
-  return 0
+    print(f"{metrics['key']} (step {metrics['step']}): top-1 {100 * metrics['top1']:.2f}%  "
+          f"top-5 {100 * metrics['top5']:.2f}%  ({metrics['num_train']} train / "
+          f"{metrics['num_test']} test images)")
+    print(json.dumps(metrics, sort_keys=True, default=float))
+
+  return run_cli(list(sys.argv[1:] if argv is None else argv), body, __doc__,
+                 flags=("config", "config.<key>", *FLAGS), configs=("vision_jax.configs.linear_eval",))
 
 
 if __name__ == "__main__":
-  logging.basicConfig(level=logging.INFO)
   sys.exit(main())

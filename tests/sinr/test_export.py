@@ -2,6 +2,7 @@
 GeoJSON that covers exactly the exported cells and is cut at the antimeridian, PNGs, the CLI."""
 import json
 import os
+import re
 
 import h3
 import jax
@@ -113,16 +114,107 @@ def test_export_all_formats(predictor, tmp_path):
 
 def test_export_cli_and_bad_input(tmp_path, monkeypatch, predictor, capsys):
   monkeypatch.setattr("sinr_jax.predictor.load", lambda run: predictor)
+  run = tmp_path / "run"
+  run.mkdir()
   out = str(tmp_path / "cli")
-  assert main(["--run=x", "--all", f"--out={out}", "--format=parquet", f"--h3_res={RES}"]) == 0
+  assert main([f"--run={run}", "--all", f"--out={out}", "--format=parquet", f"--h3_res={RES}"]) == 0
   assert len(pd.read_parquet(os.path.join(out, "ranges.parquet")).taxon_id.unique()) <= 6
   assert json.load(open(os.path.join(out, "export.json")))["num_taxa_exported"] == 6
-  assert main(["--run=x", "--taxa=10", "--all", f"--out={out}"]) == 2
-  assert main(["--run=x", "--taxa=10", f"--out={out}", "--format=svg"]) == 2
-  assert main(["--run=x", f"--out={out}", "--taxa=10", "--bogus=1"]) == 2
+  new = str(tmp_path / "new")
+  assert main([f"--run={run}", "--taxa=10", "--all", f"--out={new}"]) == 2
+  assert main([f"--run={run}", "--taxa=10", f"--out={new}", "--format=svg"]) == 2
+  assert main([f"--run={run}", f"--out={new}", "--taxa=10", "--bogus=1"]) == 2
   assert "error" in capsys.readouterr().err
   with pytest.raises(SinrInputError, match="integer taxon ids"):
     parse_taxa("10,abc")
+
+
+@pytest.fixture
+def no_scoring(monkeypatch, predictor):
+  """The CLI with a stub loader; scoring (and so any export) fails the test if it starts."""
+  loads = []
+  monkeypatch.setattr("sinr_jax.predictor.load", lambda run: loads.append(run) or predictor)
+
+  def fail(*args, **kwargs):
+    raise AssertionError("scoring started")
+  monkeypatch.setattr("sinr_jax.export.score_species", fail)
+  return loads
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--h3_res=9"], "0..6"), (["--h3_res=x"], "--h3_res=x is not an integer"),
+    (["--threshold=1"], r"\(0, 1\)"), (["--threshold=abc"], "--threshold=abc"),
+    (["--format=csv,svg"], r"unknown format\(s\) \['svg'\]"), (["--format="], "format"),
+    (["--taxa=,"], "names no taxon id"), (["--labels=/no/such.json"], "--labels: file not found"),
+])
+def test_export_checks_every_argument_before_loading(tmp_path, no_scoring, capsys, args, message):
+  run = tmp_path / "run"
+  run.mkdir()
+  argv = [f"--run={run}", f"--out={tmp_path / 'out'}", *args]
+  if not any(a.startswith("--taxa") for a in args):
+    argv.append("--all")
+  assert main(argv) == 2
+  err = capsys.readouterr().err
+  assert re.search(message, err) and err.startswith("error: "), err
+  assert no_scoring == [] and not os.path.exists(tmp_path / "out")
+
+
+def test_export_out_must_be_a_new_or_empty_folder(tmp_path, no_scoring, capsys):
+  run = tmp_path / "run"
+  run.mkdir()
+  a_file = tmp_path / "file.txt"
+  a_file.write_text("x")
+  assert main([f"--run={run}", "--all", f"--out={a_file}"]) == 2
+  assert "not a directory" in capsys.readouterr().err and a_file.read_text() == "x"
+  full = tmp_path / "old"
+  full.mkdir()
+  (full / "ranges.csv").write_text("old")
+  assert main([f"--run={run}", "--all", f"--out={full}"]) == 2
+  err = capsys.readouterr().err
+  assert "not empty (1 entries: ranges.csv); pass --overwrite" in err and "'out'" in err
+  assert main([f"--run={tmp_path / 'nowhere'}", "--all", f"--out={tmp_path / 'x'}"]) == 2
+  assert "--run: not a directory" in capsys.readouterr().err
+  # --overwrite never replaces the run itself (or a folder holding it)
+  assert main([f"--run={run}", "--all", f"--out={tmp_path}", "--overwrite"]) == 2
+  assert "run directory" in capsys.readouterr().err
+  assert no_scoring == [] and (full / "ranges.csv").read_text() == "old"
+
+
+def test_export_overwrite_replaces_the_folder_only_on_success(tmp_path, predictor, monkeypatch):
+  out = tmp_path / "out"
+  out.mkdir()
+  (out / "stale.txt").write_text("old")
+  with pytest.raises(SinrInputError, match="not empty"):
+    export_ranges(predictor, str(out), taxa=[10], h3_res=RES)
+
+  def broken(*args, **kwargs):
+    raise RuntimeError("disk full")
+  monkeypatch.setattr("sinr_jax.geojson.feature", broken)
+  with pytest.raises(RuntimeError, match="disk full"):
+    export_ranges(predictor, str(out), taxa=[10], h3_res=RES, formats=("csv", "geojson"),
+                  overwrite=True)
+  assert os.listdir(out) == ["stale.txt"]  # the failed export left the old one alone
+  assert not [p for p in os.listdir(tmp_path) if p != "out"]  # and no temporary folder
+  monkeypatch.undo()
+  manifest = export_ranges(predictor, str(out), taxa=[10], h3_res=RES, overwrite=True)
+  assert sorted(os.listdir(out)) == ["export.json", "ranges.csv", "summary.csv"]  # not mixed
+  assert manifest["num_taxa_exported"] == 1
+
+
+def test_export_unknown_taxa(tmp_path, predictor, monkeypatch, capsys):
+  monkeypatch.setattr("sinr_jax.predictor.load", lambda run: predictor)
+  run = tmp_path / "run"
+  run.mkdir()
+  assert main([f"--run={run}", "--taxa=1,2,3,4,5,6,7", f"--out={tmp_path / 'a'}"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("error: ") and "none of the 7 requested taxa" in err[0]
+  assert "1, 2, 3, 4, 5, ..." in err[0] and not os.path.exists(tmp_path / "a")
+  assert main([f"--run={run}", "--taxa=98,11,99", f"--out={tmp_path / 'b'}", "--format=csv",
+               f"--h3_res={RES}"]) == 0
+  err = capsys.readouterr().err
+  assert "2 of 3 requested taxa are unknown to the model and are skipped: 98, 99" in err
+  manifest = json.load(open(tmp_path / "b" / "export.json"))
+  assert manifest["num_taxa_exported"] == 1 and manifest["skipped_taxa"] == [98, 99]
 
 
 def test_export_with_expert_labels_uses_f1_thresholds(predictor, tmp_path):

@@ -185,3 +185,25 @@ def test_unknown_loss_name():
   with pytest.raises(ConfigError, match="unknown loss 'an_fulll'"):
     losses.get_loss("an_fulll")
   assert losses.get_loss("an_full_me")[0] == "me_full"
+
+
+@pytest.mark.parametrize("name", sorted(losses.LOSSES))
+def test_shape_contract_is_asserted(name):
+  """A (B, 1) label column would broadcast into a (B, B) loss without these (chex) checks."""
+  b, d, s = 6, 4, 5
+  emb, emb_rand = jnp.ones((b, d)), jnp.ones((b, d))
+  species_emb = jnp.ones((s, d))
+  labels = jnp.arange(b) % s
+  args = dict(emb=emb, emb_rand=emb_rand, species_emb=species_emb, key=jax.random.key(0),
+              pos_weight=2.0, block_size=0)
+  assert np.isfinite(losses.LOSSES[name](labels=labels, **args))
+  bad = [dict(labels=labels[:, None]), dict(labels=labels[:-1]),
+         dict(labels=labels.astype(jnp.float32)),
+         dict(labels=labels, species_emb=jnp.ones((s, d + 1))), dict(labels=labels, emb=emb[0])]
+  if name in losses.USES_RANDOM_LOCATIONS:
+    bad.append(dict(labels=labels, emb_rand=emb_rand[:-1]))
+  for change in bad:
+    with pytest.raises(AssertionError):
+      losses.LOSSES[name](**{**args, **change})
+    with pytest.raises(AssertionError):  # shapes are static: the check runs while tracing
+      jax.jit(lambda kw: losses.LOSSES[name](**kw))({**args, **change, "key": args["key"]})

@@ -119,6 +119,46 @@ def test_missing_column_lists_columns(tmp_path):
   assert "did you mean" not in str(e) and "'observed_on'" in str(e)
 
 
+def test_missing_column_hint_skips_columns_used_by_other_fields(tmp_path):
+  # 'longitude' is the closest spelling of 'latitude', but it is the longitude column
+  path = write(tmp_path, [",".join(g.split(",")[:2] + g.split(",")[3:]) for g in GOOD],
+               header="id,user_id,longitude,taxon_id,observed_on\n")
+  e = raises(path, 1, "latitude", match="missing column 'latitude'")
+  assert "did you mean" not in str(e) and "'longitude'" in str(e)
+  # an extra column asked for by name is taken too; a free look-alike is still offered
+  path = write(tmp_path, GOOD, header=HEADER.replace("observed_on", "observed"))
+  raises(path, 1, "observed_on", match=r"did you mean 'observed'\?", extra_columns=["observed_on"])
+  path = write(tmp_path, GOOD, header=HEADER.replace("latitude", "latitudes"))
+  raises(path, 1, "latitude", match="did you mean 'latitudes'")
+  e = raises(path, 1, "latitude", match="missing column 'latitude'", extra_columns=["latitudes"])
+  assert "did you mean" not in str(e)
+
+
+def test_unreadable_file_is_a_permission_error(tmp_path, monkeypatch):
+  import builtins
+  import gzip as gzip_module
+  for name in ("obs.csv", "obs.csv.gz", "obs.parquet"):
+    path = write(tmp_path, GOOD, name=name)
+    path.chmod(0)
+    try:
+      open(path, "rb").close()  # root reads anyway: make open() refuse this file as the OS would
+    except PermissionError:
+      pass
+    else:
+      real_open = builtins.open
+
+      def refusing_open(file, *args, _path=str(path), **kwargs):
+        if str(file) == _path:
+          raise PermissionError(13, "Permission denied", _path)
+        return real_open(file, *args, **kwargs)
+      monkeypatch.setattr(builtins, "open", refusing_open)
+      monkeypatch.setattr(gzip_module, "open", lambda f, *a, **k: refusing_open(f, "rb"))
+    e = raises(path, None, None, match="permission denied")
+    assert "UTF-8" not in str(e) and "corrupt" not in str(e)
+    monkeypatch.undo()
+    path.chmod(0o644)
+
+
 def test_duplicate_column(tmp_path):
   path = write(tmp_path, [g + ",1" for g in GOOD], header=HEADER.strip() + ",latitude\n")
   raises(path, 1, "latitude", match="appears 2 times")

@@ -212,3 +212,30 @@ def test_load_rejects_damaged_files(small, tmp_path, name, damage):
     path.write_bytes(data[: len(data) * 2 // 3])
   with pytest.raises(SinrInputError, match=re.escape(name)):
     load_world(tmp_path)
+
+
+def test_world_sizes_are_configurable_through_the_sinr_config(repo_root, tmp_path):
+  """configs/sinr.py's data.world holds every WorldConfig field with its default, so overrides
+  such as data.world.num_observations are known keys (checked, with a suggestion when misspelt)
+  and reach the generated world."""
+  import dataclasses
+  import os
+
+  from ecorep.config import load_config
+  from ecorep.errors import ConfigError
+  from sinr_jax.data import ensure_world
+  spec = os.path.join(repo_root, "configs/sinr.py")
+  for variant in ("", ":demo", ":tiny", ":full"):
+    world = load_config(spec + variant).data.world.to_dict()
+    assert set(world) == {f.name for f in dataclasses.fields(WorldConfig)}
+  assert load_config(spec).data.world.to_dict() == WorldConfig().to_dict()
+  assert load_config(spec + ":tiny").data.world.num_observations == 8000
+  with pytest.raises(ConfigError, match="did you mean 'data.world.num_observations'"):
+    load_config(spec + ":demo", ["data.world.num_observation=10"])
+  cfg = load_config(spec + ":demo", [
+      "data.world.num_species=6", "data.world.num_observations=700", "data.world.h3_res=1",
+      "data.world.num_users=4", "data.world.max_obs_per_species=400"])
+  world = load_world(ensure_world(str(tmp_path / "w"), cfg.data.world.to_dict()))
+  assert world.config.num_observations == 700 and world.config.num_users == 4
+  assert abs(len(world.observations) - 700) <= 7 and len(world.taxa) == 6
+  assert world.observations.user_id.nunique() <= 4
