@@ -36,7 +36,7 @@ CLOSE_POINTS = 5.0  # "close to full-label BCE": within this many MAP points
 
 def run(spec: str, overrides: dict, cache: dict) -> dict:
   cfg = load_config(f"{CONFIG}:{spec}", overrides)
-  key = (cfg.data.name, cfg.data.obs_seed, cfg.loss in losses.USES_OBSERVED_NEGATIVES)
+  key = (cfg.data.name, cfg.data.obs_seed, cfg.train.loss in losses.USES_OBSERVED_NEGATIVES)
   if key not in cache:
     cache[key] = train_lib.load_data(cfg)
   return train_lib.train(cfg, None, data=cache[key])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import importlib
 import importlib.util
 import json
 import os
@@ -15,13 +16,22 @@ from ecorep.errors import ConfigError
 
 
 def load_config(spec: str, overrides: Sequence[str] | Mapping[str, Any] = ()) -> ml_collections.ConfigDict:
-  """Loads `path.py[:arg]`, calls its `get_config(arg)`, applies overrides and locks the result."""
+  """Loads `path.py[:arg]` or `package.module[:arg]` (a config the packages carry, e.g.
+  `sinr_jax.configs.sinr:demo`), calls its `get_config(arg)`, applies overrides and locks the
+  result."""
   path, _, arg = spec.partition(":")
-  if not os.path.isfile(path):
-    raise ConfigError("config file not found", file=path)
-  module_spec = importlib.util.spec_from_file_location(f"_ecorep_config_{abs(hash(path))}", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  if not path.endswith(".py") and "/" not in path and os.sep not in path:
+    try:
+      module = importlib.import_module(path)
+    except ImportError as e:
+      raise ConfigError(f"config module not found ({e})", file=path) from e
+  else:
+    if not os.path.isfile(path):
+      raise ConfigError("config file not found", file=path)
+    module_spec = importlib.util.spec_from_file_location(f"_ecorep_config_{abs(hash(path))}",
+                                                         path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
   if not hasattr(module, "get_config"):
     raise ConfigError("config file defines no get_config(arg)", file=path)
   try:

@@ -1,4 +1,8 @@
-"""Exception types raised at input boundaries (files, configs, arrays)."""
+"""The exceptions of every package: input problems at a boundary, and training faults.
+
+sinr_jax and vision_jax each add one subclass of InputError for their own inputs; everything
+else (checkpoints, configs, non-finite losses) is raised as one of the types below.
+"""
 from __future__ import annotations
 
 
@@ -26,3 +30,30 @@ class InputError(ValueError):
 
 class ConfigError(InputError):
   """A config that names an unknown key, variant or value."""
+
+
+class ConfigChangedError(ConfigError):
+  """Resuming a run with a setting that changes its trajectory (batch size, learning rate...)."""
+
+
+class CheckpointMismatchError(InputError):
+  """A run directory whose saved model or arrays do not match the model being built."""
+
+
+class CheckpointCorruptError(InputError):
+  """No checkpoint of a run directory could be read back."""
+
+
+class NonFiniteLossError(RuntimeError):
+  """Training produced a NaN/inf loss or gradient; the run stopped.
+
+  `step` is the 1-based number of the bad update (the same numbering as checkpoints and
+  metrics: checkpoint N holds the state after N updates); `last_checkpoint` the newest saved
+  step, or None when the run saved none yet.
+  """
+
+  def __init__(self, message: str, *, step: int | None = None,
+               last_checkpoint: int | None = None):
+    self.step = step
+    self.last_checkpoint = last_checkpoint
+    super().__init__(message)

@@ -11,8 +11,27 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 
+def _umask() -> int:
+  """The process umask. Read from /proc where possible: setting it to read it (the portable
+  way) briefly changes it for every thread of the process."""
+  try:
+    with open("/proc/self/status", encoding="ascii") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except OSError:
+    pass
+  umask = os.umask(0)
+  os.umask(umask)
+  return umask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-  """Calls `write(tmp_path)` on a temporary file in the target's directory, then renames it."""
+  """Calls `write(tmp_path)` on a temporary file in the target's directory, then renames it.
+
+  The file gets the mode a plain `open(path, "w")` would give (0666 less the umask), not
+  mkstemp's 0600, so colleagues on a shared machine can read a run.
+  """
   path = os.fspath(path)
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
@@ -21,6 +40,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
   os.close(fd)
   try:
     write(tmp)
+    os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
@@ -37,9 +57,7 @@ def atomic_directory(directory: str | os.PathLike) -> Iterator[pathlib.Path]:
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
   aside = None
   try:
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; give the final directory the usual mode
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the final directory the usual mode
     yield tmp
     if target.exists():
       aside = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
@@ -84,14 +102,15 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
   write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def write_or_check_model_spec(path: str | os.PathLike, spec: dict, *,
+def write_or_check_model_spec(path: str | os.PathLike, spec: dict, *, check: bool,
                               read: Callable[[], dict], fields: Callable[[dict], dict],
                               error: type[Exception]) -> None:
-  """Writes `spec` for a new run; for an existing run, the saved spec (`read()`) must agree on
-  every entry of `fields(spec)` (a flat {"section.key": value} view), else `error` names the
-  first field that differs."""
+  """With `check` (a run being resumed), the saved spec (`read()`) must agree on every entry of
+  `fields(spec)` (a flat {"section.key": value} view), else `error` names the first field that
+  differs; otherwise (a fresh start, even over files a run that never saved a checkpoint left
+  behind) `spec` is written."""
   path = os.fspath(path)
-  if not os.path.exists(path):
+  if not check or not os.path.exists(path):
     write_json(path, spec)
     return
   saved = fields(read())

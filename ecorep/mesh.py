@@ -58,13 +58,15 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def check_batch_size(global_batch_size: int, mesh: Mesh) -> int:
-  """Returns the per-process batch size; a batch that does not split evenly is a config error."""
-  n_dev = mesh.devices.size
-  if global_batch_size % n_dev:
+def check_batch_size(global_batch_size: int, mesh: Mesh | int,
+                     field: str = "train.batch_size") -> int:
+  """Returns the per-process batch size; a batch that does not split evenly over the devices
+  (a mesh, or their number) is a config error naming `field`."""
+  n_dev = mesh if isinstance(mesh, int) else mesh.devices.size
+  if global_batch_size <= 0 or global_batch_size % n_dev:
     raise ConfigError(
         f"batch size {global_batch_size} is not divisible by the {n_dev} devices of the mesh; "
-        f"use a multiple of {n_dev}", field="batch_size")
+        f"use a multiple of {n_dev}", field=field)
   return global_batch_size // jax.process_count()
 
 

@@ -32,10 +32,11 @@ class TrainingData:
   env_raster_path: str | None
   source: str
   dropped: dict
+  world_dir: str | None = None  # the simulated world trained on (None: data.train_file)
 
-  def write_class_index(self, path: str) -> None:
+  def write_class_index(self, path: str, *, resuming: bool) -> None:
     """Saves the class index, or checks it against the one a resumed run saved."""
-    if os.path.exists(path):
+    if resuming and os.path.exists(path):
       saved = ClassIndex.load(path)
       if not np.array_equal(saved.taxa, self.class_index.taxa):
         raise CheckpointMismatchError(
@@ -71,6 +72,7 @@ def ensure_world(world_dir: str, world_cfg: dict) -> str:
 def load_training_data(cfg: ml_collections.ConfigDict, workdir: str) -> TrainingData:
   d = cfg.data
   raster_path = d.env_raster or None
+  world_dir = None
   if d.train_file:
     path = d.train_file
   else:
@@ -96,4 +98,4 @@ def load_training_data(cfg: ml_collections.ConfigDict, workdir: str) -> Training
   return TrainingData(lonlat=np.ascontiguousarray(obs.lonlat[keep], np.float32),
                       labels=labels[keep].astype(np.int32), class_index=class_index,
                       env_raster=raster, env_raster_path=raster_path if uses_env else None,
-                      source=os.fspath(path), dropped=dict(obs.dropped))
+                      source=os.fspath(path), dropped=dict(obs.dropped), world_dir=world_dir)

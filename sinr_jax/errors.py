@@ -1,16 +1,13 @@
-"""The exceptions sinr_jax raises. All input problems are `SinrInputError` (a ValueError)."""
+"""The exceptions sinr_jax raises: input problems are `SinrInputError` (a ValueError); run
+directory and training faults are the shared types of ecorep.errors, re-exported here."""
 from __future__ import annotations
 
-from ecorep.errors import InputError
+from ecorep.errors import (CheckpointCorruptError, CheckpointMismatchError, ConfigChangedError,
+                           InputError, NonFiniteLossError)
+
+__all__ = ["SinrInputError", "CheckpointCorruptError", "CheckpointMismatchError",
+           "ConfigChangedError", "NonFiniteLossError"]
 
 
 class SinrInputError(InputError):
   """Bad observations, rasters, evaluation files or run directories (names file, row, field)."""
-
-
-class CheckpointMismatchError(SinrInputError):
-  """A run directory whose saved model does not match the model being built or restored."""
-
-
-class NonFiniteLossError(RuntimeError):
-  """Training produced a NaN/inf loss; the run stopped and the last good checkpoint is kept."""

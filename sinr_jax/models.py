@@ -88,8 +88,10 @@ class RangeModel(nn.Module):
     return self.location_encoder(x, train) if self.encoder == "resfc" else x
 
   def __call__(self, x, train: bool = False):
-    """Species logits h_φ(f_θ(x)), shape (N, S)."""
-    return self.embed(x, train) @ self.species_embedding.T
+    """(logits, extras): species logits h_φ(f_θ(x)) of shape (N, S), and {"pre_logits": f_θ(x)}
+    (the convention of every model in the project)."""
+    emb = self.embed(x, train)
+    return emb @ self.species_embedding.T, {"pre_logits": emb}
 
 
 def param_count(num_species: int, input_dim: int, width: int = 256, depth: int = 4,

@@ -3,6 +3,12 @@
   model = sinr_jax.load("runs/demo")
   probs = model.predict(lon, lat, taxa=[12345, 67890])   # (N, 2) presence probabilities
   feats = model.embed(lon, lat)                           # (N, 256) location embeddings
+  rm = model.range_map(12345, res=4)                      # one species on the land H3 cells
+  model.save_range_map(12345, "12345.geojson")            # or .png, .csv, .parquet
+
+Taxon ids must be integers. Floats are accepted only when integral (1406.0, as ids read through
+pandas or numpy come out when a column has gaps) and refused otherwise (1406.7): truncating them
+would silently answer for another species.
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.special
 
-from ecorep.checkpoint import Checkpointer
+from ecorep.trainer import read_checkpoint
 from sinr_jax import coords, rundir
 from sinr_jax.env import load_raster, validate_raster
 from sinr_jax.errors import CheckpointMismatchError, SinrInputError
@@ -41,14 +47,15 @@ class RangePredictor:
     return self.model.embed_dim
 
   def columns(self, taxa=None) -> np.ndarray:
-    """Output columns of `taxa` (all when None); an unknown taxon raises SinrInputError."""
+    """Output columns of `taxa` (all when None); an unknown or non-integral taxon raises
+    SinrInputError."""
     if taxa is None:
       return np.arange(len(self.class_index))
-    return self.class_index.encode(np.asarray(taxa, np.int64), source="taxa argument")
+    return self.class_index.encode(taxon_ids(taxa), source="taxa argument")
 
   def embed(self, lon, lat, *, batch_size: int = 65536) -> np.ndarray:
     """f_θ at (lon, lat) in degrees → (N, embed_dim)."""
-    return self._map(_embed, lon, lat, batch_size)
+    return self._map(_embed, lon, lat, batch_size, self.embed_dim)
 
   def predict(self, lon, lat, taxa=None, *, batch_size: int = 16384) -> np.ndarray:
     """P(presence) of each requested taxon at (lon, lat) in degrees → (N, len(taxa))."""
@@ -57,10 +64,26 @@ class RangePredictor:
   def logits(self, lon, lat, taxa=None, *, batch_size: int = 16384) -> np.ndarray:
     """Species logits h_φ(f_θ(x)) → (N, len(taxa)). Ranking by logits avoids the ties float32
     sigmoids create above |z| ≈ 17."""
-    cols = jnp.asarray(self.columns(taxa))
-    return self._map(functools.partial(_logits, cols=cols), lon, lat, batch_size)
+    cols = self.columns(taxa)
+    return self._map(functools.partial(_logits, cols=jnp.asarray(cols)), lon, lat, batch_size,
+                     len(cols))
 
-  def _map(self, fn, lon, lat, batch_size):
+  def range_map(self, taxon, *, res: int = 5, threshold: float = 0.5, labels=None):
+    """One species' range over the land H3 cells at `res`: a `sinr_jax.export.RangeMap` with
+    per-cell `probability`, the `threshold` (`threshold`, or the F1-maximising one when `labels`,
+    indices into its `cells` of a known range, are given) and the binary `in_range`."""
+    from sinr_jax.export import range_map
+    return range_map(self, taxon, h3_res=res, threshold=threshold, labels=labels)
+
+  def save_range_map(self, taxon, path, *, res: int = 5, threshold: float = 0.5,
+                     labels=None) -> str:
+    """Writes one species' range as `path`, by its suffix: .png (map with the threshold
+    contour), .geojson (MultiPolygon of the range cells), .csv / .parquet (taxon_id, h3,
+    probability of the range cells), as `python -m sinr_jax.export` does."""
+    from sinr_jax.export import save_range_map
+    return save_range_map(self, taxon, path, h3_res=res, threshold=threshold, labels=labels)
+
+  def _map(self, fn, lon, lat, batch_size, width):
     lonlat = _lonlat(lon, lat)
     out = []
     for start in range(0, len(lonlat), batch_size):
@@ -68,7 +91,7 @@ class RangePredictor:
       n = len(chunk)
       padded = np.pad(chunk, ((0, batch_size - n), (0, 0))) if len(lonlat) > batch_size else chunk
       out.append(np.asarray(fn(self.model, self.params, self.encoder, jnp.asarray(padded)))[:n])
-    return np.concatenate(out, axis=0) if out else np.zeros((0, 0), np.float32)
+    return np.concatenate(out, axis=0) if out else np.zeros((0, width), np.float32)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -83,16 +106,46 @@ def _logits(model, params, encoder, lonlat, cols):
   return emb @ params["species_embedding"][cols].T
 
 
+def taxon_ids(taxa) -> np.ndarray:
+  """1-D int64 taxon ids; integral floats (1406.0) pass, other floats, bools and strings raise."""
+  ids = np.atleast_1d(np.asarray(taxa))
+  if ids.ndim != 1:
+    raise SinrInputError(f"taxa must be a 1-d list of taxon ids, got shape {ids.shape}",
+                         field="taxa")
+  if ids.dtype.kind == "O":  # e.g. a mix of ints and floats, or None
+    try:
+      ids = np.asarray(ids.tolist(), np.float64)
+    except (TypeError, ValueError):
+      raise SinrInputError(f"taxa must be integer taxon ids, got {ids[:5].tolist()}",
+                           field="taxa") from None
+  if ids.dtype.kind == "f":
+    exact = 2.0 ** (np.finfo(ids.dtype).nmant + 1)  # above this a float may hold a rounded id
+    bad = ~(np.isfinite(ids) & (ids == np.round(ids)) & (np.abs(ids) <= exact))
+    if bad.any():
+      i = int(np.argmax(bad))
+      raise SinrInputError(f"taxon ids must be integers, got {float(ids[i])!r} at index {i} "
+                           f"({int(bad.sum())} not exact integers); float ids are accepted only "
+                           "when integral, never rounded to another species", field="taxa")
+  elif ids.dtype.kind not in "iu":
+    raise SinrInputError(f"taxa must be integer taxon ids, got {type(ids.flat[0]).__name__} "
+                         f"values {ids[:5].tolist()}", field="taxa")
+  return ids.astype(np.int64)
+
+
 def _lonlat(lon, lat) -> np.ndarray:
   lon = np.atleast_1d(np.asarray(lon, np.float32))
   lat = np.atleast_1d(np.asarray(lat, np.float32))
   if lon.shape != lat.shape or lon.ndim != 1:
     raise SinrInputError(f"lon and lat must be 1-d and of equal length, got {lon.shape} and "
                          f"{lat.shape}", field="lon/lat")
-  if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
-    raise SinrInputError("lon/lat contain NaN or inf", field="lon/lat")
-  if np.abs(lat).max(initial=0) > 90 or np.abs(lon).max(initial=0) > 180:
-    raise SinrInputError("coordinates outside lon [-180, 180] / lat [-90, 90]", field="lon/lat")
+  for name, values, limit in (("lon", lon, 180), ("lat", lat, 90)):
+    bad = ~(np.abs(values) <= limit)  # NaN compares False: caught here too
+    if bad.any():
+      i = int(np.argmax(bad))
+      what = f"outside [-{limit}, {limit}]" if np.isfinite(values[i]) else "not finite"
+      raise SinrInputError(f"{name}[{i}] = {values[i]} is {what} ({int(bad.sum())} of "
+                           f"{len(values)} {name} values are NaN, inf or out of range; row = "
+                           "0-based index)", field=name, row=i)
   return np.stack([lon, lat], axis=1)
 
 
@@ -119,19 +172,12 @@ def load(run_dir: str | os.PathLike, *, step: int | None = None,
   encoder = make_encoder(kind, raster)
   model = RangeModel(num_species=m["num_species"], input_dim=m["input_dim"], encoder=m["encoder"],
                      width=m["width"], depth=m["depth"], dropout=m["dropout"])
-  ckpt = Checkpointer(os.path.join(run_dir, rundir.CHECKPOINT_DIR), async_save=False)
-  try:
-    if ckpt.latest_step() is None:
-      raise SinrInputError("run has no complete checkpoint yet",
-                           file=os.path.join(run_dir, rundir.CHECKPOINT_DIR))
-    state, _ = ckpt.restore_as_saved(step)
-  finally:
-    ckpt.close()
+  state, step = read_checkpoint(os.path.join(run_dir, rundir.CHECKPOINT_DIR), step,
+                                error=SinrInputError)
   params = jax.tree.map(jnp.asarray, state["params"])
   expected = jax.eval_shape(lambda: model.init(jax.random.key(0),
                                                jnp.zeros((1, m["input_dim"])))["params"])
   if jax.tree.map(lambda a: a.shape, params) != jax.tree.map(lambda a: a.shape, expected):
     raise CheckpointMismatchError("checkpoint parameters do not match model.json",
                                   file=os.path.join(run_dir, rundir.CHECKPOINT_DIR))
-  return RangePredictor(model, params, encoder, class_index, run_dir,
-                        int(state["step"]))
+  return RangePredictor(model, params, encoder, class_index, run_dir, step)

@@ -5,8 +5,11 @@
   <run>/config.json    the full training config (for the record)
   <run>/checkpoints/   orbax checkpoints (atomic; the newest complete one is what resume and load use)
   <run>/metrics.jsonl  training metrics; <run>/plots/ training curves
-Metadata files are written atomically before the first checkpoint, so a run killed at any point
-leaves either a resumable directory or one with no checkpoint (which a resume starts afresh).
+Metadata files are written atomically after every setting has been validated and before the
+first checkpoint, so a run killed at any point leaves either a resumable directory or one with
+no checkpoint, which a rerun starts afresh (replacing its metadata, whatever model it held).
+Also written by the shared runtime (ecorep.trainer): config_history.jsonl, best/ when a best
+metric is tracked.
 """
 from __future__ import annotations
 
@@ -46,8 +49,8 @@ def _identity_fields(spec: dict) -> dict:
           for key, value in spec.get(section, {}).items() if key != "env_raster"}
 
 
-def write_or_check_model_spec(run_dir: str, spec: dict) -> None:
-  """Writes model.json for a new run; for an existing run, insists the model is the same."""
-  io.write_or_check_model_spec(os.path.join(run_dir, MODEL_FILE), spec,
+def write_or_check_model_spec(run_dir: str, spec: dict, *, resuming: bool) -> None:
+  """Writes model.json for a fresh run; a resumed run must hold the same model."""
+  io.write_or_check_model_spec(os.path.join(run_dir, MODEL_FILE), spec, check=resuming,
                                read=lambda: read_model_spec(run_dir), fields=_identity_fields,
                                error=CheckpointMismatchError)

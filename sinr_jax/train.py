@@ -1,49 +1,41 @@
-"""Training: one jitted `train_step(state, batch, key)`, data-parallel over every device.
+"""SINR training: the range model's state, step and data, run by the shared loop (ecorep.trainer).
 
   python -m sinr_jax.train --config=configs/sinr.py:an_full,coords,cap1000 --workdir=runs/x \
-      [--config.train.batch_size=4096 ...]
+      [--config.train.batch_size=4096 ...] [--allow_config_change]
 
-Rerunning the same command on an existing --workdir resumes from its newest checkpoint.
+Rerunning the same command on an existing --workdir resumes from its newest intact checkpoint;
+a setting that would change the run's trajectory is refused unless --allow_config_change.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import sys
-import time
-from typing import Any, Callable
+from typing import Callable
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
-from ecorep import io
-from ecorep.checkpoint import Checkpointer
-from ecorep.cli import DISTRIBUTED_FLAGS, initialize_from_flags, run_cli
-from ecorep.config import config_to_json, parse_cli
-from ecorep.mesh import (batch_sharding, check_batch_size, data_mesh, is_main_process,
-                         replicate, shard_batch)
-from ecorep.metrics import MetricWriter
-from ecorep.progress import progress_bar
-from sinr_jax import coords, losses, rundir
+from ecorep import trainer
+from ecorep.cli import DISTRIBUTED_FLAGS, flag_is_true, initialize_from_flags, run_cli
+from ecorep.config import parse_cli
+from ecorep.errors import ConfigError, NonFiniteLossError
+from ecorep.mesh import batch_sharding, data_mesh, is_main_process, replicate, replicated
+from ecorep.pipeline import batch_iterator, gather_rows
+from ecorep.runconfig import ALLOW_FLAG
+from ecorep.sampler import EpochSampler, run_length
+from sinr_jax import coords, losses, models, rundir
 from sinr_jax.data import TrainingData, load_training_data
-from sinr_jax.errors import NonFiniteLossError
-from sinr_jax.features import InputEncoder, make_encoder
+from sinr_jax.features import InputEncoder, canonical_kind, make_encoder
 from sinr_jax.models import RangeModel
-from sinr_jax.pipeline import EpochBatches, batch_iterator
 
 _log = logging.getLogger("sinr_jax.train")
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any
-  opt_state: Any
+TrainState = trainer.TrainState
+EVALUATORS = ("range_map",)   # names train.evals may list (see _evaluators)
 
 
 @dataclasses.dataclass
@@ -55,6 +47,34 @@ class TrainResult:
   data: TrainingData
   num_steps: int
   stopped_early: bool
+
+
+def validate_config(cfg: ml_collections.ConfigDict, mesh) -> None:
+  """Every setting that can be checked without data, before anything is read or written."""
+  t, m = cfg.train, cfg.model
+  trainer.validate_train_config(t, mesh)
+  losses.get_loss(t.loss)
+  canonical_kind(m.input)
+  if m.encoder not in models.ENCODERS:
+    raise ConfigError(f"unknown encoder '{m.encoder}'; choose one of "
+                      f"{', '.join(models.ENCODERS)}", field="model.encoder")
+  if t.random_locations not in coords.SAMPLERS:
+    raise ConfigError(f"unknown random-location sampler '{t.random_locations}'; choose one of "
+                      f"{', '.join(coords.SAMPLERS)}", field="train.random_locations")
+  for key, ok, rule in (("train.lr", math.isfinite(t.lr) and t.lr > 0, "a positive number"),
+                        ("train.lr_decay", 0 < t.lr_decay <= 1, "in (0, 1]"),
+                        ("train.pos_weight", math.isfinite(t.pos_weight) and t.pos_weight > 0,
+                         "a positive number"),
+                        ("train.head_block_size", t.head_block_size >= 0, ">= 0 (0: no blocks)"),
+                        ("model.width", m.width > 0, "positive"),
+                        ("model.depth", m.depth >= 0, ">= 0"),
+                        ("model.dropout", 0 <= m.dropout < 1, "in [0, 1)"),
+                        ("data.cap", cfg.data.cap == -1 or cfg.data.cap > 0,
+                         "positive or -1 (all)")):
+    if not ok:
+      raise ConfigError(f"{key} must be {rule}, got {cfg[key.split('.')[0]][key.split('.')[1]]!r}",
+                        field=key)
+  trainer.select_evaluators(t.evals, dict.fromkeys(EVALUATORS))
 
 
 def build_model(cfg: ml_collections.ConfigDict, num_species: int, input_dim: int) -> RangeModel:
@@ -71,24 +91,21 @@ def lr_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.S
 
 def init_state(model: RangeModel, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
   params = model.init(key, jnp.zeros((1, model.input_dim), jnp.float32))["params"]
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+  return trainer.new_state(params, tx)
 
 
-def make_train_step(model: RangeModel, tx: optax.GradientTransformation, encoder: InputEncoder,
-                    cfg: ml_collections.ConfigDict, mesh) -> Callable:
-  """Returns `train_step(state, batch, key) -> (state, metrics)`, compiled once.
+def make_step_fn(model: RangeModel, tx: optax.GradientTransformation,
+                 cfg: ml_collections.ConfigDict, mesh) -> Callable:
+  """`step(state, batch, key, encoder) -> (state, metrics)` (not compiled).
 
-  `batch` = {'lonlat': (B,2) degrees, 'label': (B,) class}, sharded along the batch axis; `key`
-  is the run's base key (each step folds in its step number). A non-finite loss leaves
-  parameters and optimiser state unchanged; the host loop then stops the run.
+  `batch` = {'lonlat': (B,2) degrees, 'label': (B,) class}, sharded along the batch axis.
   """
   loss_name, loss_fn = losses.get_loss(cfg.train.loss)
   uses_random = loss_name in losses.USES_RANDOM_LOCATIONS
   sample = coords.SAMPLERS[cfg.train.random_locations]
   rows = batch_sharding(mesh)
 
-  def step_fn(state: TrainState, batch, key, encoder: InputEncoder):
-    key = jax.random.fold_in(key, state.step)
+  def step(state: TrainState, batch, key, encoder: InputEncoder):
     k_rand, k_drop, k_loss = jax.random.split(key, 3)
     x = encoder(coords.normalize(batch["lonlat"]))
     n = x.shape[0]
@@ -105,19 +122,41 @@ def make_train_step(model: RangeModel, tx: optax.GradientTransformation, encoder
 
     loss, grads = jax.value_and_grad(objective)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    finite = jnp.isfinite(loss)
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
-    new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
-                           opt_state=keep(opt_state, state.opt_state))
-    return new_state, {"loss": loss}
+    return state.replace(params=optax.apply_updates(state.params, updates),
+                         opt_state=opt_state), {"loss": loss}
 
-  jitted = jax.jit(step_fn, donate_argnums=0)
-  return lambda state, batch, key: jitted(state, batch, key, encoder)
+  return step
+
+
+def make_train_step(model: RangeModel, tx: optax.GradientTransformation, encoder: InputEncoder,
+                    cfg: ml_collections.ConfigDict, mesh) -> Callable:
+  """The compiled `train_step(state, batch, key) -> (state, metrics)` (see ecorep.trainer)."""
+  return trainer.compile_step(make_step_fn(model, tx, cfg, mesh), consts=(encoder,))
+
+
+def _evaluators(cfg, data: TrainingData, model: RangeModel, encoder: InputEncoder) -> dict:
+  """Evaluator hooks named in train.evals: `range_map` scores range MAP against the simulated
+  world's true ranges (runs on the default world only)."""
+  out = {}
+  if "range_map" in cfg.train.evals:
+    if data.world_dir is None:
+      raise ConfigError("the range_map evaluator needs the simulated world's truth; training "
+                        "reads data.train_file", field="train.evals")
+    from sinr_jax.predictor import RangePredictor
+    from sinr_jax.scoring import evaluate_ranges
+    from sinr_jax.world import load_world
+    world = load_world(data.world_dir)
+
+    def range_map(state):
+      predictor = RangePredictor(model, jax.device_get(state.params), encoder, data.class_index)
+      r = evaluate_ranges(predictor, world.cell_lonlat, world.presence, world.taxa)
+      return {"map": r["map"], "num_species": r["num_species_evaluated"]}
+    out["range_map"] = range_map
+  return out
 
 
 def train(cfg: ml_collections.ConfigDict, workdir: str, *, mesh=None,
-          stop_at_step: int | None = None) -> TrainResult:
+          stop_at_step: int | None = None, allow_config_change: bool = False) -> TrainResult:
   """Trains (or resumes) the run in `workdir`.
 
   `stop_at_step` ends the run after that step as if it were killed there: nothing after the last
@@ -125,105 +164,68 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, mesh=None,
   """
   workdir = os.path.abspath(workdir)
   mesh = data_mesh() if mesh is None else mesh
-  check_batch_size(cfg.train.batch_size, mesh)
+  validate_config(cfg, mesh)
   data = load_training_data(cfg, workdir)
+  sampler = EpochSampler(len(data.labels), cfg.train.batch_size, seed=cfg.seed)
+  total_steps = run_length(num_epochs=cfg.train.num_epochs,
+                           steps_per_epoch=sampler.steps_per_epoch,
+                           max_steps=cfg.train.max_steps)
   encoder = make_encoder(cfg.model.input, data.env_raster)
   model = build_model(cfg, len(data.class_index), encoder.input_dim)
-  if is_main_process():
-    os.makedirs(workdir, exist_ok=True)
+  evaluators = _evaluators(cfg, data, model, encoder)
+  schedule = lr_schedule(cfg, sampler.steps_per_epoch)
+  tx = optax.adam(schedule)
+  key = jax.random.key(cfg.seed)
+  state = jax.jit(lambda k: init_state(model, tx, k), out_shardings=replicated(mesh))(key)
+  device_encoder = replicate(encoder, mesh)
+  read = gather_rows({"lonlat": data.lonlat, "label": data.labels})
+
+  def run_files(workdir: str, resuming: bool) -> None:
     rundir.write_or_check_model_spec(workdir, rundir.model_spec(
         num_species=len(data.class_index), input_dim=encoder.input_dim,
         encoder=cfg.model.encoder, width=cfg.model.width, depth=cfg.model.depth,
         dropout=cfg.model.dropout, input_kind=encoder.kind, env_raster=data.env_raster_path,
-        env_shape=None if data.env_raster is None else data.env_raster.shape))
-    data.write_class_index(os.path.join(workdir, rundir.TAXA_FILE))
-    io.write_text(os.path.join(workdir, rundir.CONFIG_FILE), config_to_json(cfg))
+        env_shape=None if data.env_raster is None else data.env_raster.shape), resuming=resuming)
+    data.write_class_index(os.path.join(workdir, rundir.TAXA_FILE), resuming=resuming)
 
-  source = EpochBatches(data.lonlat, data.labels, cfg.train.batch_size, seed=cfg.seed,
-                        num_steps=0, process_index=jax.process_index(),
-                        process_count=jax.process_count())
-  steps_per_epoch = source.steps_per_epoch
-  total_steps = cfg.train.num_epochs * steps_per_epoch
-  if cfg.train.max_steps > 0:
-    total_steps = min(total_steps, cfg.train.max_steps)
-  source.num_steps = total_steps
-  schedule = lr_schedule(cfg, steps_per_epoch)
-  tx = optax.adam(schedule)
-
-  key = jax.random.key(cfg.seed)
-  state = jax.jit(lambda k: init_state(model, tx, k),
-                  out_shardings=jax.sharding.NamedSharding(mesh, jax.P()))(key)
-  encoder = replicate(encoder, mesh)
-  ckpt = Checkpointer(os.path.join(workdir, rundir.CHECKPOINT_DIR),
-                      max_to_keep=cfg.train.keep_checkpoints)
-  iterator_state = None
-  if ckpt.latest_step() is not None:
-    state, extra = ckpt.restore(state)
-    iterator_state = extra.get("data_iterator")
-    _log.info("resuming %s from step %d", workdir, int(state.step))
-  start = int(state.step)
-  batches = batch_iterator(source, iterator_state)
-  train_step = make_train_step(model, tx, encoder, cfg, mesh)
-
+  task = trainer.Task(
+      name="train", state=state, step=make_train_step(model, tx, device_encoder, cfg, mesh),
+      batches=lambda it_state: batch_iterator(sampler, read, state=it_state),
+      total_steps=total_steps, steps_per_epoch=sampler.steps_per_epoch,
+      batch_size=cfg.train.batch_size, key=key, mesh=mesh, evaluators=evaluators,
+      eval_every=cfg.train.eval_every, learning_rate=schedule, throughput_name="obs_per_sec",
+      run_files=run_files,
+      # The learning rate decays per epoch: a longer or shorter run follows the same path.
+      changeable_on_resume=("train.max_steps", "train.num_epochs"))
   _log.info("%d observations of %d species (%s), %d steps of %d (%d per epoch) on %d device(s)",
             len(data.labels), len(data.class_index), data.source, total_steps,
-            cfg.train.batch_size, steps_per_epoch, mesh.devices.size)
-  writer = MetricWriter(workdir)
-  bar = progress_bar(total_steps, initial=start, desc="train")
-  pending, window_start, stopped_early = [], time.perf_counter(), False
-  try:
-    for step in range(start, total_steps):
-      batch = shard_batch(next(batches), mesh)
-      state, metrics = train_step(state, batch, key)
-      pending.append(metrics["loss"])
-      done = step + 1
-      bar.update(1)
-      save_now = done % cfg.train.checkpoint_every == 0 or done == total_steps
-      if done % cfg.train.log_every == 0 or save_now or done == stop_at_step:
-        window = np.asarray(jax.device_get(pending), np.float64)
-        if not np.isfinite(window).all():
-          bad = done - len(window) + int(np.argmin(np.isfinite(window)))
-          ckpt.wait()
-          raise NonFiniteLossError(
-              f"non-finite loss at step {bad} in {workdir}; stopped. The last good checkpoint "
-              f"is step {ckpt.latest_step()} (parameters were not updated by the bad step). "
-              "Lower train.lr or check the input data.")
-        elapsed = time.perf_counter() - window_start
-        writer.write(done, {"loss": float(window.mean()), "lr": float(schedule(step)),
-                            "epoch": done / steps_per_epoch,
-                            "obs_per_sec": len(window) * cfg.train.batch_size / elapsed})
-        bar.set_postfix(loss=f"{window.mean():.4f}", refresh=False)
-        pending, window_start = [], time.perf_counter()
-      if done == stop_at_step:  # behave like a kill: nothing beyond the last periodic checkpoint
-        stopped_early = True
-        break
-      if save_now:
-        ckpt.save(done, state, {"data_iterator": batches.get_state(), "epoch": done / steps_per_epoch})
-  finally:
-    bar.close()
-    ckpt.close()
-    writer.close()
-  if is_main_process() and not stopped_early:
+            cfg.train.batch_size, sampler.steps_per_epoch, mesh.devices.size)
+  options = trainer.Options.from_config(cfg.train, stop_at_step=stop_at_step,
+                                        allow_config_change=allow_config_change)
+  result = trainer.fit(task, workdir, options, cfg)
+  if is_main_process() and not result.stopped_early:
     from sinr_jax.plots import plot_training_curves
     plot_training_curves(os.path.join(workdir, "metrics.jsonl"),
                          os.path.join(workdir, "plots", "training_curves.png"))
-  return TrainResult(workdir=workdir, state=state, model=model, encoder=encoder, data=data,
-                     num_steps=int(state.step), stopped_early=stopped_early)
+  return TrainResult(workdir=workdir, state=result.state, model=model, encoder=device_encoder,
+                     data=data, num_steps=result.num_steps, stopped_early=result.stopped_early)
 
 
-USAGE = """usage: python -m sinr_jax.train --config=configs/sinr.py:<variant> --workdir=<dir>
-         [--config.<key>=<value> ...]
+USAGE = f"""usage: python -m sinr_jax.train --config=configs/sinr.py:<variant> --workdir=<dir>
+         [--config.<key>=<value> ...] [{ALLOW_FLAG}]
          [--distributed | --coordinator=host:port --num_processes=N --process_id=i]"""
 
 
 def main(argv: list[str]) -> int:
   def body(argv):
-    cfg, flags = parse_cli(argv, allowed=("workdir", *DISTRIBUTED_FLAGS))
+    cfg, flags = parse_cli(argv, allowed=("workdir", ALLOW_FLAG[2:], *DISTRIBUTED_FLAGS))
     initialize_from_flags(flags)
     workdir = flags.get("workdir") or os.path.join("runs", cfg.get("name", "sinr"))
-    train(cfg, workdir)
+    train(cfg, workdir, allow_config_change=flag_is_true(flags, ALLOW_FLAG[2:]))
     print(f"run written to {os.path.abspath(workdir)}")
-  return run_cli(argv, body, USAGE, errors=(NonFiniteLossError,))
+  return run_cli(argv, body, USAGE, errors=(NonFiniteLossError,),
+                 flags=("config", "config.<key>", "workdir", ALLOW_FLAG[2:], *DISTRIBUTED_FLAGS),
+                 configs=("sinr_jax.configs.sinr",))
 
 
 def cli() -> None:

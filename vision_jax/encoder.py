@@ -2,8 +2,9 @@
 
   <run>/model.json    {"format": "vision_jax.encoder/1", "backbone": {"depth", "width_multiplier",
                        "small_stem", "base_width"}, "image_size": int, "method": str}
-  <run>/checkpoints/  ecorep Checkpointer; the state holds params["backbone"] and
-                      batch_stats["backbone"] (plus heads, optimiser, targets: ignored here)
+  <run>/checkpoints/  ecorep.trainer checkpoints; the train state holds params["backbone"] and
+                      model_state["backbone"] (BN statistics; plus heads, optimiser, targets:
+                      ignored here)
   <run>/config.json, <run>/metrics.jsonl   the training config and metrics (for the record)
 
 `Encoder.features(images)` runs the backbone in eval mode (BN running statistics), jitted once
@@ -20,10 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ecorep import io
-from ecorep.checkpoint import Checkpointer, CheckpointMismatchError
+from ecorep.errors import CheckpointMismatchError
+from ecorep.trainer import read_checkpoint
 from ecorep.mesh import batch_sharding, data_mesh, replicate
 from vision_jax.errors import VisionInputError
-from vision_jax.resnet import ResNet, check_depth, feature_dim
+from vision_jax.resnet import ResNet, build_resnet, feature_dim
 from vision_jax.ssl.base import init_key
 
 FORMAT = "vision_jax.encoder/1"
@@ -57,18 +59,15 @@ def _identity_fields(spec: dict) -> dict:
           "image_size": spec.get("image_size"), "method": spec.get("method")}
 
 
-def write_or_check_model_spec(run_dir: str, spec: dict) -> None:
-  """Writes model.json for a new run; an existing run must describe the same model."""
-  io.write_or_check_model_spec(os.path.join(run_dir, MODEL_FILE), spec,
+def write_or_check_model_spec(run_dir: str, spec: dict, *, resuming: bool) -> None:
+  """Writes model.json for a fresh run; a resumed run must describe the same model."""
+  io.write_or_check_model_spec(os.path.join(run_dir, MODEL_FILE), spec, check=resuming,
                                read=lambda: read_model_spec(run_dir), fields=_identity_fields,
                                error=CheckpointMismatchError)
 
 
 def _module(backbone: dict) -> ResNet:
-  check_depth(int(backbone["depth"]))
-  return ResNet(depth=int(backbone["depth"]), width_multiplier=int(backbone["width_multiplier"]),
-                small_stem=bool(backbone["small_stem"]),
-                base_width=int(backbone.get("base_width", 64)))
+  return build_resnet(backbone, section="backbone")
 
 
 @dataclasses.dataclass
@@ -86,7 +85,7 @@ class Encoder:
     def forward(variables, images):
       if images.dtype == jnp.uint8:
         images = images.astype(jnp.float32) / 255.0
-      return self.module.apply(variables, images, train=False)
+      return self.module.apply(variables, images, train=False)[0]
     self._forward = jax.jit(forward, out_shardings=self._rows)
 
   @property
@@ -142,17 +141,12 @@ def load_encoder(run_dir: str | os.PathLike, step: int | None = None) -> Encoder
   spec = read_model_spec(run_dir)
   module = _module(spec["backbone"])
   ckpt_dir = os.path.join(run_dir, CHECKPOINT_DIR)
-  if not os.path.isdir(ckpt_dir):
-    raise VisionInputError("run has no checkpoints", file=ckpt_dir)
-  with Checkpointer(ckpt_dir) as ckpt:
-    if ckpt.latest_step() is None:
-      raise VisionInputError("run has no complete checkpoint", file=ckpt_dir)
-    state, _ = ckpt.restore_as_saved(step)
+  state, step = read_checkpoint(ckpt_dir, step, error=VisionInputError)
   try:
     variables = {"params": state["params"]["backbone"],
-                 "batch_stats": state["batch_stats"]["backbone"]}
+                 "batch_stats": state["model_state"]["backbone"]}
   except (KeyError, TypeError) as e:
-    raise VisionInputError("checkpoint has no params/batch_stats 'backbone' entry",
+    raise VisionInputError("checkpoint has no params/model_state 'backbone' entry",
                            file=ckpt_dir) from e
   size = int(spec["image_size"])
   expected = jax.eval_shape(lambda: module.init(jax.random.key(0),
@@ -166,4 +160,4 @@ def load_encoder(run_dir: str | os.PathLike, step: int | None = None) -> Encoder
           f"checkpoint holds {'no array' if got is None else 'shape ' + str(tuple(got.shape))} "
           f"for {name}, model.json's backbone expects {tuple(leaf.shape)}: the checkpoint "
           "belongs to a different architecture", file=ckpt_dir, field=name)
-  return Encoder(module, variables, size, step=int(np.asarray(state["step"])))
+  return Encoder(module, variables, size, step=step)

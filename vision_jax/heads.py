@@ -5,11 +5,15 @@ output BN has no β (as the reference's `LinearLayer(use_bias=False, use_bn=True
 layers (d→d→128), v2 has 3 (d→d→d→128).
 BYOL projector/predictor (`MLPHead`, as DeepMind's BYOL): dense(+bias) → BN → ReLU → dense (no
 bias); MoCo v2's head: the same without BN and with an output bias (PyTorch `nn.Linear`s).
-`LinearHead`: the supervised classifier.
+`LinearHead`: the one linear classifier (supervised pretraining, fine-tuning, SPML, CAMs),
+parameters {"kernel": (D, C), "bias": (C,)}.
 """
 from __future__ import annotations
 
+import math
+
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from vision_jax.resnet import BN_EPSILON, BN_MOMENTUM
@@ -45,10 +49,30 @@ class MLPHead(nn.Module):
     return nn.Dense(self.out_dim, use_bias=self.out_bias)(nn.relu(x))
 
 
+LINEAR_INITS = ("zeros", "torch")
+
+
+def _torch_uniform(fan_in: int):
+  bound = 1.0 / math.sqrt(fan_in)
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
 class LinearHead(nn.Module):
+  """x @ kernel + bias. initializer "zeros" (a classifier trained on top of a pretrained
+  backbone) or "torch" (kernel and bias U[±1/√fan_in], as torch.nn.Linear; the SPML reference)."""
   num_classes: int
+  initializer: str = "zeros"   # not `init`: that is Module.init
 
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, x, train: bool = False):
     del train  # same signature as the other heads
-    return nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros)(x.astype(jnp.float32))
+    x = x.astype(jnp.float32)
+    if self.initializer == "zeros":
+      kernel_init = bias_init = nn.initializers.zeros
+    elif self.initializer == "torch":
+      kernel_init = bias_init = _torch_uniform(x.shape[-1])
+    else:
+      raise ValueError(f"initializer must be one of {LINEAR_INITS}, got {self.initializer!r}")
+    kernel = self.param("kernel", kernel_init, (x.shape[-1], self.num_classes))
+    bias = self.param("bias", bias_init, (self.num_classes,))
+    return x @ kernel + bias

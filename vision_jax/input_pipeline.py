@@ -1,20 +1,17 @@
 """Host-side input pipelines (grain): pretraining views and evaluation batches.
 
-Pretraining: each epoch is one permutation of the source drawn from (seed, epoch); step t reads
-rows [b·G, (b+1)·G) of that permutation (G the global batch, b = t mod steps per epoch; the
-leftover rows of an epoch are skipped in that epoch only), and process p takes rows
-[p·G/P, (p+1)·G/P) of them. Every item's crops come from a generator seeded with (seed, step,
-row), so a batch is a pure function of its step: the iterator's state is just the next step,
-which resumes exactly and does not depend on the number of workers. Decoding and cropping run
-on the host (threads, or worker processes with worker_count > 0); flips, colour and blur run
-on the device (vision_jax.augment).
+Pretraining: the shared step-indexed pipeline (ecorep.sampler + ecorep.pipeline: one shuffled
+epoch per (seed, epoch), process p reads its slice of every global batch, the iterator's state
+is the next step) with `ViewReader` as its reader: every item's crops come from a generator
+seeded with (seed, step, position), so a batch is a pure function of its step and resumes
+exactly for any number of workers. Decoding and cropping run on the host (threads, or worker
+processes with worker_count > 0); flips, colour and blur run on the device (vision_jax.augment).
 
 Evaluation: every example exactly once, in order; the last batch is padded and carries a mask.
 """
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from typing import Any, Callable
 
@@ -22,152 +19,42 @@ import grain
 import numpy as np
 from PIL import Image
 
+from ecorep.mesh import check_batch_size
+from ecorep.pipeline import BatchIterator, batch_iterator
+from ecorep.sampler import EpochSampler
 from vision_jax.errors import VisionInputError
 
 CropFn = Callable[[np.random.Generator, np.ndarray, int], np.ndarray]
 EVAL_CROP_FRACTION = 224 / 256  # resize the short side to size/0.875, then centre-crop size
-_UNBOUNDED_EPOCHS = 1 << 30
 
 
-@dataclasses.dataclass
-class PretrainBatches:
-  """Random access: item t is this process's part of step t's global batch of views."""
+@dataclasses.dataclass(frozen=True)
+class ViewReader:
+  """`read(rows, step)` of ecorep.pipeline: decodes each row's image and crops `num_views`
+  views with a generator seeded by (seed, step, position in the global batch), so a batch is a
+  pure function of its step. Picklable (module-level, frozen) for worker processes."""
   source: Any
-  global_batch_size: int
   image_size: int
   seed: int
   crop_fn: CropFn
   num_views: int = 2
-  num_epochs: int | None = None
-  process_index: int = 0
-  process_count: int = 1
+  process_offset: int = 0   # this process's first position in the global batch
 
-  def __post_init__(self):
-    if self.global_batch_size % self.process_count:
-      raise VisionInputError(f"global batch {self.global_batch_size} does not split over "
-                             f"{self.process_count} processes", field="global_batch_size")
-    if len(self.source) < self.global_batch_size:
-      raise VisionInputError(f"the source holds {len(self.source)} images, fewer than one "
-                             f"global batch of {self.global_batch_size}",
-                             field="global_batch_size")
-    self.steps_per_epoch = len(self.source) // self.global_batch_size
-    self.local_batch_size = self.global_batch_size // self.process_count
-    self._lock = threading.Lock()
-    self._perms: dict[int, np.ndarray] = {}
-
-  def __len__(self) -> int:
-    return self.steps_per_epoch * (self.num_epochs or _UNBOUNDED_EPOCHS)
-
-  def __getstate__(self):  # worker processes rebuild the lock and the permutation cache
-    state = dict(self.__dict__)
-    state.pop("_lock"), state.pop("_perms")
-    return state
-
-  def __setstate__(self, state):
-    self.__dict__.update(state, _lock=threading.Lock(), _perms={})
-
-  def permutation(self, epoch: int) -> np.ndarray:
-    with self._lock:
-      if epoch not in self._perms:
-        if len(self._perms) >= 2:  # prefetch threads straddle at most one epoch boundary
-          del self._perms[min(self._perms)]
-        self._perms[epoch] = np.random.default_rng([self.seed, epoch]).permutation(
-            len(self.source))
-      return self._perms[epoch]
-
-  def __getitem__(self, step: int) -> dict[str, np.ndarray]:
-    epoch, b = divmod(int(step), self.steps_per_epoch)
-    first = self.process_index * self.local_batch_size
-    rows = range(first, first + self.local_batch_size)
-    perm = self.permutation(epoch)[b * self.global_batch_size:]
-    views = np.empty((self.local_batch_size, self.num_views, self.image_size, self.image_size, 3),
-                     np.uint8)
-    labels = np.empty((self.local_batch_size,), np.int32)
+  def __call__(self, rows: np.ndarray, step: int) -> dict[str, np.ndarray]:
+    n, s = len(rows), self.image_size
+    views = np.empty((n, self.num_views, s, s, 3), np.uint8)
+    labels = np.empty((n,), np.int32)
     for k, row in enumerate(rows):
-      item = self.source[int(perm[row])]
-      rng = np.random.default_rng([self.seed, int(step), row])
+      item = self.source[int(row)]
+      rng = np.random.default_rng([self.seed, int(step), self.process_offset + k])
       for v in range(self.num_views):
-        views[k, v] = self.crop_fn(rng, item["image"], self.image_size)
+        views[k, v] = self.crop_fn(rng, item["image"], s)
       labels[k] = item["label"]
     return {"views": views, "label": labels}
 
 
-class PretrainIterator:
-  """Batches of views; `get_state()` / `set_state()` give exact resume (JSON-able state)."""
-
-  def __init__(self, batches: PretrainBatches, *, worker_count: int = 0, num_threads: int = 2,
-               prefetch: int = 2):
-    self.batches = batches
-    self.worker_count, self.num_threads, self.prefetch = worker_count, num_threads, prefetch
-    self.step = 0
-    self._it = None
-
-  def _start(self):
-    dataset = grain.MapDataset.source(self.batches)[self.step:].to_iter_dataset(
-        grain.ReadOptions(num_threads=self.num_threads, prefetch_buffer_size=self.prefetch))
-    if self.worker_count > 0:
-      _mark_absl_flags_parsed()
-      dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(
-          num_workers=self.worker_count, per_worker_buffer_size=self.prefetch))
-    self._it = iter(dataset)
-
-  def __iter__(self):
-    return self
-
-  def __next__(self) -> dict[str, np.ndarray]:
-    if self._it is None:
-      self._start()
-    batch = next(self._it)
-    self.step += 1
-    return batch
-
-  def get_state(self) -> dict[str, int]:
-    b = self.batches
-    return {"step": self.step, "seed": b.seed, "global_batch_size": b.global_batch_size,
-            "num_items": len(b.source)}
-
-  def set_state(self, state: dict[str, int]) -> None:
-    b = self.batches
-    expected = {"seed": b.seed, "global_batch_size": b.global_batch_size,
-                "num_items": len(b.source)}
-    for key, value in expected.items():
-      if key in state and int(state[key]) != value:
-        raise VisionInputError(f"iterator state has {key}={state[key]} but this pipeline has "
-                               f"{value}: it belongs to another data setup", field=key)
-    self.close()
-    self.step = int(state["step"])
-
-  def close(self) -> None:
-    if self._it is not None and hasattr(self._it, "close"):
-      self._it.close()
-      # grain 0.2.18 shuts its read pool down without waiting, so a read already running could
-      # still open files after close() returns (e.g. after the caller deleted the folder).
-      executor = getattr(self._it, "_executor", None)
-      if executor is not None:
-        executor.shutdown(wait=True)
-    self._it = None
-
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *exc):
-    self.close()
-
-
-def _mark_absl_flags_parsed() -> None:
-  # grain 0.2.18's mp_prefetch reads absl flags; outside absl.app they are unparsed and it
-  # raises UnparsedFlagAccessError (grain issue #1355).
-  from absl import flags
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
-
-
 def _default_crop() -> CropFn:
-  try:
-    from vision_jax.augment import host_random_resized_crop
-  except ImportError as e:
-    raise VisionInputError("vision_jax.augment.host_random_resized_crop is not available; "
-                           "pass crop_fn", field="crop_fn") from e
+  from vision_jax.augment import host_random_resized_crop
   return host_random_resized_crop
 
 
@@ -176,7 +63,7 @@ def pretrain_iterator(source, *, global_batch_size: int, image_size: int, seed: 
                       num_threads: int = 2, num_epochs: int | None = None,
                       crop_fn: CropFn | None = None, num_devices: int | None = None,
                       process_index: int | None = None,
-                      process_count: int | None = None) -> PretrainIterator:
+                      process_count: int | None = None) -> BatchIterator:
   """Yields {'views': uint8 (B_local, V, S, S, 3), 'label': int32 (B_local,)} per step.
 
   The global batch must split over the devices (default: all of them) and processes. With
@@ -186,18 +73,16 @@ def pretrain_iterator(source, *, global_batch_size: int, image_size: int, seed: 
   """
   import jax
   num_devices = jax.device_count() if num_devices is None else num_devices
-  if global_batch_size <= 0 or global_batch_size % num_devices:
-    raise VisionInputError(
-        f"global batch size {global_batch_size} is not divisible by the {num_devices} devices; "
-        f"use a multiple of {num_devices}", field="global_batch_size")
-  batches = PretrainBatches(
-      source, global_batch_size, image_size, seed, crop_fn or _default_crop(), num_views,
-      num_epochs, jax.process_index() if process_index is None else process_index,
-      jax.process_count() if process_count is None else process_count)
-  iterator = PretrainIterator(batches, worker_count=worker_count, num_threads=num_threads)
-  if state:
-    iterator.set_state(state)
-  return iterator
+  check_batch_size(global_batch_size, num_devices)
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  sampler = EpochSampler(len(source), global_batch_size, seed)
+  read = ViewReader(source, image_size, seed, crop_fn or _default_crop(), num_views,
+                    process_index * (global_batch_size // process_count))
+  num_steps = None if num_epochs is None else sampler.steps_per_epoch * num_epochs
+  return batch_iterator(sampler, read, state=state, num_steps=num_steps,
+                        worker_count=worker_count, num_threads=num_threads,
+                        process_index=process_index, process_count=process_count)
 
 
 def eval_preprocess(image: np.ndarray, image_size: int, small_image: bool) -> np.ndarray:

@@ -19,9 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ecorep import trainer
 from ecorep.io import atomic_write
-from ecorep.mesh import batch_sharding, data_mesh, replicate, replicated, shard_batch
+from ecorep.mesh import batch_sharding, data_mesh, replicated, shard_batch
 from vision_jax.errors import VisionInputError
+from vision_jax.heads import LinearHead
 from vision_jax.input_pipeline import eval_iterator, pretrain_iterator
 from vision_jax.sources import ArraySource, SubsetSource
 
@@ -220,25 +222,27 @@ class _CropAndFlip:
 
 
 class _Classifier(nn.Module):
-  """The encoder's backbone plus a zero-initialised linear head."""
+  """The encoder's backbone plus a zero-initialised linear head: (logits, backbone extras)."""
   backbone: nn.Module
   num_classes: int
 
   @nn.compact
   def __call__(self, images, train: bool):
-    features = self.backbone(images, train=train)
-    return nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros, name="head")(features)
+    features, extras = self.backbone(images, train=train)
+    return LinearHead(self.num_classes, name="head")(features), extras
 
 
 def fine_tune(encoder, train_source, test_source, *, epochs: int = 30, batch_size: int = 256,
               lr: float | None = None, momentum: float = 0.9, weight_decay: float = 0.0,
               label_fraction: float | None = None, labels_per_class: int | None = None,
               num_classes: int | None = None, small_image: bool | None = None, seed: int = 0,
-              crop_fn=None, worker_count: int = 0, num_threads: int = 2) -> dict[str, Any]:
+              crop_fn=None, worker_count: int = 0, num_threads: int = 2,
+              workdir: str | None = None) -> dict[str, Any]:
   """Trains backbone and a new linear head end to end (batch norm in training mode), then
   evaluates every test example. Inputs: one random resized crop and a random flip per image
   (host); Nesterov SGD, cosine decay, lr 0.1·B/256 by default, weight decay on
-  kernels only. Data-parallel over all devices; `batch_size` is global."""
+  kernels only. Data-parallel over all devices; `batch_size` is global. Runs on the shared loop
+  (ecorep.trainer): with `workdir` it writes metrics and checkpoints there and resumes."""
   mesh = data_mesh()
   if small_image is None:
     small_image = bool(getattr(encoder.module, "small_stem", False))
@@ -250,45 +254,52 @@ def fine_tune(encoder, train_source, test_source, *, epochs: int = 30, batch_siz
   size = int(encoder.image_size)
   if crop_fn is None:
     from vision_jax.augment import host_random_resized_crop as crop_fn
-  batches = pretrain_iterator(train, global_batch_size=batch_size, image_size=size, seed=seed,
-                              num_views=1, num_epochs=epochs, crop_fn=_CropAndFlip(crop_fn),
-                              worker_count=worker_count, num_threads=num_threads)
-  steps = batches.batches.steps_per_epoch * epochs
+  make_batches = lambda state: pretrain_iterator(  # noqa: E731
+      train, global_batch_size=batch_size, image_size=size, seed=seed, num_views=1,
+      crop_fn=_CropAndFlip(crop_fn), worker_count=worker_count, num_threads=num_threads,
+      state=state)
+  steps_per_epoch = make_batches(None).steps_per_epoch
+  steps = steps_per_epoch * epochs
   model = _Classifier(encoder.module, num_classes)
   base = dict(encoder.variables)
   dim = jax.eval_shape(lambda v: encoder.module.apply(v, jnp.zeros((1, size, size, 3)),
-                                                      train=False), base).shape[-1]
+                                                      train=False)[0], base).shape[-1]
   params = {"backbone": base.pop("params"),
             "head": {"kernel": jnp.zeros((dim, num_classes)), "bias": jnp.zeros((num_classes,))}}
   extra = {name: {"backbone": value} for name, value in base.items()}  # batch_stats
   lr = 0.1 * batch_size / 256 if lr is None else lr
   decay_mask = jax.tree.map(lambda p: p.ndim > 1, params)
+  schedule = optax.cosine_decay_schedule(lr, max(steps, 1))
   opt = optax.chain(optax.add_decayed_weights(weight_decay, mask=decay_mask),
-                    optax.sgd(optax.cosine_decay_schedule(lr, max(steps, 1)), momentum=momentum,
-                              nesterov=True))
-  state = replicate((params, extra, opt.init(params)), mesh)
+                    optax.sgd(schedule, momentum=momentum, nesterov=True))
+  # Copies: the loop donates its state, and encoder.variables stay usable.
+  state = jax.device_put(jax.tree.map(jnp.copy, trainer.new_state(params, opt, model_state=extra)),
+                         replicated(mesh))
 
-  def apply(params, extra, images, train):
-    variables = {"params": params, **extra}
-    if train and extra:
-      return model.apply(variables, images, train=True, mutable=list(extra))
-    return model.apply(variables, images, train=train), extra
+  def apply(params, model_state, images, train):
+    variables = {"params": params, **model_state}
+    if train and model_state:
+      (logits, _), model_state = model.apply(variables, images, train=True,
+                                             mutable=list(model_state))
+      return logits, model_state
+    return model.apply(variables, images, train=train)[0], model_state
 
-  def train_step(state, batch):
-    params, extra, opt_state = state
+  def step_fn(state, batch, key):
+    del key  # the crops and flips are drawn on the host
     images = batch["views"][:, 0].astype(jnp.float32) / 255.0
 
     def loss_fn(p):
-      logits, new_extra = apply(p, extra, images, True)
+      logits, new_model_state = apply(p, state.model_state, images, True)
       return optax.softmax_cross_entropy_with_integer_labels(
-          logits, batch["label"]).mean(), new_extra
-    (loss, extra), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = opt.update(grads, opt_state, params)
-    return (optax.apply_updates(params, updates), extra, opt_state), loss
+          logits, batch["label"]).mean(), new_model_state
+    (loss, model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = opt.update(grads, state.opt_state, state.params)
+    return state.replace(params=optax.apply_updates(state.params, updates),
+                         model_state=model_state, opt_state=opt_state), {"loss": loss}
 
   def eval_step(state, batch):
-    params, extra, _ = state
-    logits, _ = apply(params, extra, batch["image"].astype(jnp.float32) / 255.0, False)
+    logits, _ = apply(state.params, state.model_state,
+                      batch["image"].astype(jnp.float32) / 255.0, False)
     k = min(5, num_classes)
     top = jax.lax.top_k(logits, k)[1]
     hit = top == batch["label"][:, None]
@@ -296,21 +307,23 @@ def fine_tune(encoder, train_source, test_source, *, epochs: int = 30, batch_siz
     return jnp.stack([jnp.sum(hit[:, 0] & mask), jnp.sum(jnp.any(hit, 1) & mask),
                       jnp.sum(mask)])
 
-  rep, rows_sharding = replicated(mesh), batch_sharding(mesh)
-  # No donation: the first state may share buffers with encoder.variables, which stay usable.
-  train_step = jax.jit(train_step, in_shardings=(rep, rows_sharding), out_shardings=(rep, rep))
-  eval_step = jax.jit(eval_step, in_shardings=(rep, rows_sharding), out_shardings=rep)
-  losses = []
-  with batches:
-    for _ in range(steps):
-      state, loss = train_step(state, shard_batch(next(batches), mesh))
-      losses.append(loss)
+  rep = replicated(mesh)
+  task = trainer.Task(
+      name="fine-tune", state=state,
+      step=trainer.compile_step(step_fn, state_shardings=jax.tree.map(lambda _: rep, state),
+                                mesh=mesh),
+      batches=make_batches, total_steps=steps, steps_per_epoch=steps_per_epoch,
+      batch_size=batch_size, key=jax.random.key(seed), mesh=mesh, learning_rate=schedule,
+      throughput_name="images_per_sec")
+  result = trainer.fit(task, workdir, trainer.Options(log_every=max(1, steps_per_epoch),
+                                                      checkpoint_every=max(1, steps_per_epoch)))
+  eval_step = jax.jit(eval_step, in_shardings=(rep, batch_sharding(mesh)), out_shardings=rep)
   counts = np.zeros(3)
   for batch in eval_iterator(test_source, batch_size=batch_size, image_size=size,
                              small_image=small_image, num_threads=num_threads):
     batch = {k: batch[k] for k in ("image", "label", "mask")}
-    counts += np.asarray(eval_step(state, shard_batch(batch, mesh)))
-  tail = np.asarray(jnp.stack(losses[-max(1, steps // max(epochs, 1)):])) if losses else [np.nan]
+    counts += np.asarray(eval_step(result.state, shard_batch(batch, mesh)))
   return {"top1": float(counts[0] / counts[2]), "top5": float(counts[1] / counts[2]),
-          "final_train_loss": float(np.mean(tail)), "num_train": int(len(train)),
-          "num_test": int(counts[2]), "num_classes": int(num_classes), "steps": int(steps)}
+          "final_train_loss": float(result.losses[-1]) if result.losses else float("nan"),
+          "num_train": int(len(train)), "num_test": int(counts[2]),
+          "num_classes": int(num_classes), "steps": int(steps)}

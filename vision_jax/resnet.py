@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ecorep.errors import ConfigError
 from vision_jax.errors import VisionInputError
 
 # depth -> (blocks per stage, bottleneck?)
@@ -40,7 +41,10 @@ STAGES = {
 }
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
-# He-normal over fan-out, as the TF and PyTorch reference ResNets initialise convolutions.
+# Convolutions: He-normal over fan-out (std √(2 / (kh·kw·out)), untruncated), as torchvision's
+# ResNet (kaiming_normal_(mode='fan_out', nonlinearity='relu')); this code follows torchvision.
+# TF SimCLR's resnet.py uses tf.keras.initializers.VarianceScaling() instead: scale 1, fan-in,
+# normal truncated at 2σ, with std √(1 / (kh·kw·in)) after truncation.
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
@@ -160,10 +164,11 @@ class BottleneckBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-  """`__call__(images, train, return_feature_map=False)`.
+  """`__call__(images, train) -> (outputs, extras)`, the convention of every model here.
 
-  Returns the pooled features (float32); `(features, feature_map)` with return_feature_map; with
-  `num_classes` set, `(logits, features)` (and the feature map third when asked for).
+  outputs: the pooled features (float32), or with `num_classes` set the logits of a linear
+  classifier on them. extras: {"pre_logits": pooled features, "feature_map": the last stage's
+  (B, h, w, C) map} (probes read the first, class activation maps the second).
   `layer4_stride=1` keeps the last stage at the resolution of the third (CAM/WSOL).
   """
   depth: int = 50
@@ -176,7 +181,7 @@ class ResNet(nn.Module):
   zero_init_residual: bool = True
 
   @nn.compact
-  def __call__(self, images, train: bool, return_feature_map: bool = False):
+  def __call__(self, images, train: bool):
     stage_sizes, bottleneck = check_depth(self.depth)
     conv = functools.partial(nn.Conv, use_bias=False, padding="SAME", kernel_init=conv_init,
                              dtype=self.dtype, conv_general_dilated=conv2d)
@@ -200,13 +205,35 @@ class ResNet(nn.Module):
         x = block(filters=width * 2**stage, strides=stage_stride if b == 0 else 1, conv=conv,
                   norm=norm, last_scale_init=last_scale_init,
                   name=f"stage{stage + 1}_block{b + 1}")(x)
-    feature_map = x
     features = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-    outputs = (features,)
-    if self.num_classes is not None:
-      logits = nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros, name="classifier")(
-          features)
-      outputs = (logits, features)
-    if return_feature_map:
-      outputs = outputs + (feature_map,)
-    return outputs[0] if len(outputs) == 1 else outputs
+    extras = {"pre_logits": features, "feature_map": x}
+    if self.num_classes is None:
+      return features, extras
+    from vision_jax.heads import LinearHead  # heads import this module's BN constants
+    return LinearHead(self.num_classes, name="classifier")(features), extras
+
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def build_resnet(spec, *, num_classes: int | None = None, layer4_stride: int = 2,
+                 zero_init_residual: bool = True, section: str = "model") -> ResNet:
+  """The one ResNet builder: from a config section or a run's model.json "backbone" entry
+  (depth, width_multiplier, small_stem, base_width, dtype); bad values are ConfigErrors naming
+  `<section>.<key>`."""
+  depth = int(spec["depth"])
+  if depth not in STAGES:
+    raise ConfigError(f"{section}.depth {depth} is not one of {sorted(STAGES)}",
+                      field=f"{section}.depth")
+  dtype = spec.get("dtype", "float32")
+  if dtype not in DTYPES:
+    raise ConfigError(f"{section}.dtype must be one of {sorted(DTYPES)}, got {dtype!r}",
+                      field=f"{section}.dtype")
+  for key in ("width_multiplier", "base_width"):
+    if int(spec.get(key, 1)) < 1:
+      raise ConfigError(f"{section}.{key} must be positive", field=f"{section}.{key}")
+  return ResNet(depth=depth, width_multiplier=int(spec.get("width_multiplier", 1)),
+                small_stem=bool(spec.get("small_stem", False)),
+                base_width=int(spec.get("base_width", 64)), dtype=DTYPES[dtype],
+                num_classes=num_classes, layer4_stride=layer4_stride,
+                zero_init_residual=zero_init_residual)

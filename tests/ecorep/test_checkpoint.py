@@ -54,3 +54,32 @@ def test_unfinished_save_is_ignored(tmp_path):
     assert ckpt.latest_step() == 5
     state, _ = ckpt.restore(_state())
     assert float(state["params"]["w"][0, 0]) == 5.0
+
+
+def test_opening_a_manager_and_exiting_prints_no_error(tmp_path):
+  """Fault 7: orbax's background clean-up of unfinished saves must not outlive the process."""
+  import subprocess
+  import sys
+  with Checkpointer(tmp_path) as ckpt:
+    ckpt.save(1, _state())
+  os.makedirs(tmp_path / "2.orbax-checkpoint-tmp-5")  # something for the clean-up to do
+  code = ("import sys; from ecorep.checkpoint import Checkpointer; "
+          "c = Checkpointer(sys.argv[1]); print(c.latest_step())")
+  out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                       text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=120)
+  assert out.returncode == 0 and out.stdout.strip() == "1"
+  assert "Error" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_readers_fall_back_to_the_newest_intact_step_without_moving_anything(tmp_path):
+  from ecorep.trainer import read_checkpoint
+  with Checkpointer(tmp_path, async_save=False) as ckpt:
+    ckpt.save(1, {"state": _state(1.0)})
+    ckpt.save(2, {"state": _state(2.0)})
+  for root, _, files in os.walk(tmp_path / "2" / "state"):
+    for f in files:
+      if root.endswith(os.sep + "d"):
+        open(os.path.join(root, f), "wb").close()
+  state, step = read_checkpoint(str(tmp_path))
+  assert step == 1 and float(np.asarray(state["params"]["w"])[0, 0]) == 1.0
+  assert sorted(os.listdir(tmp_path)) == ["1", "2"]  # a reader moves and deletes nothing

@@ -106,3 +106,34 @@ def test_read_versioned_json(tmp_path):
     io.read_versioned_json(path, "x/1", what="demo run", error=InputError)
   io.write_json(path, {"format": "x/1", "a": 2})
   assert io.read_versioned_json(path, "x/1", what="demo run", error=InputError)["a"] == 2
+
+
+def test_metrics_reader_skips_cut_lines_and_writer_repairs_on_resume(tmp_path):
+  """Fault 5: a killed run's cut line, then a resume that glued its next row onto it."""
+  path = tmp_path / "metrics.jsonl"
+  path.write_text('{"step": 1, "loss": 3}\n{"step": 2, "loss": 2}\n{"step": 3, "lo'
+                  '{"step": 3, "loss": 1.5}\n{"step": 4, "loss": 1}\n')
+  rows, skipped = read_metrics(path, with_skipped=True)
+  assert [r["step"] for r in rows] == [1, 2, 4] and skipped == 1  # rows after the cut survive
+  with MetricWriter(tmp_path, tensorboard=False, resume_step=2) as w:  # resumed from step 2
+    w.write(3, {"loss": 1.4})
+  rows, skipped = read_metrics(path, with_skipped=True)
+  assert [(r["step"], r["loss"]) for r in rows] == [(1, 3), (2, 2), (3, 1.4)] and skipped == 0
+  path.write_text(path.read_text() + '{"step": 4, "lo')  # killed again mid-line
+  with MetricWriter(tmp_path, tensorboard=False, resume_step=3) as w:
+    w.write(4, {"loss": 1.3})
+  assert [r["step"] for r in read_metrics(path)] == [1, 2, 3, 4]
+  assert path.read_text().endswith("\n")
+
+
+def test_run_files_get_the_usual_permissions(tmp_path):
+  """Fault 6: atomic writes must not leave mkstemp's 0600 on files colleagues need to read."""
+  umask = os.umask(0o022)
+  try:
+    io.write_json(tmp_path / "model.json", {"a": 1})
+    assert os.stat(tmp_path / "model.json").st_mode & 0o777 == 0o644
+    os.umask(0o002)
+    io.write_text(tmp_path / "taxa.json", "[]")
+    assert os.stat(tmp_path / "taxa.json").st_mode & 0o777 == 0o664
+  finally:
+    os.umask(umask)

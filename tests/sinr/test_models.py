@@ -42,7 +42,9 @@ def test_forward_matches_numpy_architecture():
   emb, logits = _numpy_forward(p, x.astype(np.float64))
   np.testing.assert_allclose(model.apply({"params": params}, x, method=RangeModel.embed), emb,
                              rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(model.apply({"params": params}, x), logits, rtol=1e-5, atol=1e-5)
+  out, extras = model.apply({"params": params}, x)  # (outputs, extras), as every model
+  np.testing.assert_allclose(out, logits, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(extras["pre_logits"], emb, rtol=1e-5, atol=1e-6)
 
 
 def test_torch_default_init_bounds():
@@ -59,10 +61,10 @@ def test_dropout_only_in_training():
   model = RangeModel(num_species=3, input_dim=4, width=32, depth=2, dropout=0.5)
   x = jnp.ones((4, 4))
   p = model.init(jax.random.key(0), x)
-  a = model.apply(p, x, train=True, rngs={"dropout": jax.random.key(1)})
-  b = model.apply(p, x, train=True, rngs={"dropout": jax.random.key(2)})
+  a, _ = model.apply(p, x, train=True, rngs={"dropout": jax.random.key(1)})
+  b, _ = model.apply(p, x, train=True, rngs={"dropout": jax.random.key(2)})
   assert not np.allclose(a, b)
-  np.testing.assert_array_equal(model.apply(p, x), model.apply(p, x))
+  np.testing.assert_array_equal(model.apply(p, x)[0], model.apply(p, x)[0])
 
 
 def test_unknown_encoder():

@@ -96,19 +96,70 @@ def test_sigkill_during_training_then_resume(tiny_config, tmp_path, repo_root, t
   assert resumed.num_steps == step_before + 10
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path):
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path,
+                                                              monkeypatch):
   workdir = str(tmp_path / "run")
   train(tiny_config("", ["train.max_steps=10", "train.checkpoint_every=5"]), workdir)
   before = sinr_jax.load(workdir)
   probs_before = before.predict([10.0, -60.0], [45.0, -10.0])
-  bad = tiny_config("", ["train.max_steps=20", "train.checkpoint_every=5",
-                         "train.pos_weight=nan"])
-  with pytest.raises(NonFiniteLossError, match="non-finite loss at step 10.*last good checkpoint "
-                                               "is step 10"):
-    train(bad, workdir)
+  real_get_loss = sinr_jax.losses.get_loss
+
+  def nan_loss(name):  # a loss that blows up, as a too-large learning rate would
+    name, fn = real_get_loss(name)
+    return name, lambda **kw: fn(**kw) * jnp.nan
+  monkeypatch.setattr(sinr_jax.losses, "get_loss", nan_loss)
+  with pytest.raises(NonFiniteLossError, match="non-finite loss or gradient at step 11 .*last "
+                                               "good checkpoint is step 10"):
+    train(tiny_config("", ["train.max_steps=20", "train.checkpoint_every=5"]), workdir,
+          allow_config_change=True)
   after = sinr_jax.load(workdir)
   assert after.step == 10
   np.testing.assert_array_equal(after.predict([10.0, -60.0], [45.0, -10.0]), probs_before)
+
+
+@pytest.mark.parametrize("override,field", [
+    ("model.encoder=resnet", "model.encoder"),
+    ("train.random_locations=spehre", "train.random_locations"),
+    ("train.batch_size=0", "train.batch_size"),
+    ("train.batch_size=16384", "train.batch_size"),   # more than the data holds
+    ("train.lr=0", "train.lr"),
+    ("train.lr=-1e-3", "train.lr"),
+    ("train.num_epochs=0", "train.num_epochs"),
+    ("train.loss=an_fll", "train.loss"),
+    ("train.evals=range_mpa", "train.evals"),
+])
+def test_bad_settings_fail_before_anything_is_written(tiny_config, tmp_path, override, field):
+  """Fault 2/3 of the runtime issue: a refused run leaves no run files, so the corrected rerun
+  is not mistaken for "a different model"; bad values are config errors naming the key."""
+  from ecorep.errors import InputError
+  workdir = tmp_path / "run"
+  with pytest.raises(InputError) as e:
+    train(tiny_config("", [override, "train.max_steps=4"]), str(workdir))
+  assert e.value.field == field, e.value
+  leftovers = set(os.listdir(workdir)) if workdir.exists() else set()
+  assert not leftovers & {"model.json", "taxa.json", "config.json", "checkpoints"}, leftovers
+  result = train(tiny_config("", ["train.max_steps=4"]), str(workdir))
+  assert result.num_steps == 4 and sinr_jax.load(str(workdir)).step == 4
+
+
+def test_changed_batch_size_on_resume_is_refused_then_recorded(tiny_config, tmp_path, repo_root,
+                                                              monkeypatch, capsys,
+                                                              tiny_world_dir):
+  workdir = str(tmp_path / "run")
+  train(tiny_config("", ["train.max_steps=6", "train.checkpoint_every=3"]), workdir)
+  monkeypatch.chdir(repo_root)
+  args = ["--config=configs/sinr.py:tiny", f"--workdir={workdir}",
+          f"--config.data.world_dir={tiny_world_dir}", "--config.train.max_steps=8",
+          "--config.train.checkpoint_every=3", "--config.train.batch_size=128"]
+  assert main(args) == 2
+  err = capsys.readouterr().err
+  assert "train.batch_size = 256; resuming with 128" in err and "--allow_config_change" in err
+  assert json.load(open(os.path.join(workdir, "config.json")))["train"]["batch_size"] == 256
+  assert main(args + ["--allow_config_change"]) == 0
+  assert sinr_jax.load(workdir).step == 8
+  history = [json.loads(line) for line in open(os.path.join(workdir, "config_history.jsonl"))]
+  assert history[-1]["step"] == 6
+  assert history[-1]["changed"]["train.batch_size"] == {"from": 256, "to": 128}
 
 
 def test_load_round_trip_gives_identical_predictions(tiny_config, tmp_path):
@@ -125,7 +176,7 @@ def test_load_round_trip_gives_identical_predictions(tiny_config, tmp_path):
                                       result.data.class_index)
   np.testing.assert_array_equal(model.predict(lon, lat), in_memory.predict(lon, lat))
   x = result.encoder(sinr_jax.coords.normalize(lonlat))
-  expected = np.asarray(jax.nn.sigmoid(result.model.apply({"params": params}, x)))
+  expected = np.asarray(jax.nn.sigmoid(result.model.apply({"params": params}, x)[0]))
   np.testing.assert_allclose(model.predict(lon, lat), expected, rtol=1e-5)
   taxa = model.taxa[[3, 0]]
   np.testing.assert_allclose(model.predict(lon, lat, taxa=taxa),
@@ -149,7 +200,7 @@ def test_sinr_beats_logistic_regression_on_the_simulated_world(tiny_config, tmp_
 
   Measured when written (2-core CPU): SINR 0.47, LR 0.05.
   """
-  from sinr_jax.range_eval import evaluate_ranges
+  from sinr_jax.scoring import evaluate_ranges
   from sinr_jax.world import load_world
   world_dir = str(tmp_path / "world50")
   overrides = ["data.world.num_species=50", "data.world.num_observations=15000",

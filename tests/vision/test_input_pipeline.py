@@ -8,7 +8,7 @@ from PIL import Image
 
 from vision_jax import input_pipeline as ip
 from vision_jax.augment import host_random_resized_crop
-from vision_jax.errors import VisionInputError
+from ecorep.errors import ConfigError, InputError
 from vision_jax.sources import ArraySource, PooledSource
 
 
@@ -55,11 +55,11 @@ def test_pooled_source_through_one_epoch_covers_all_items():
 
 
 def test_batch_size_must_split_over_devices():
-  with pytest.raises(VisionInputError, match="not divisible by the 8 devices") as e:
+  with pytest.raises(ConfigError, match="not divisible by the 8 devices") as e:
     ip.pretrain_iterator(tagged_source(40), global_batch_size=12, image_size=4, seed=0,
                          crop_fn=host_random_resized_crop)
-  assert e.value.field == "global_batch_size"
-  with pytest.raises(VisionInputError, match="fewer than one global batch"):
+  assert e.value.field == "train.batch_size"
+  with pytest.raises(InputError, match="fewer than one batch"):
     ip.pretrain_iterator(tagged_source(7), global_batch_size=8, image_size=4, seed=0,
                          crop_fn=host_random_resized_crop)
 
@@ -93,7 +93,7 @@ def test_resume_is_exact_with_threads():
       got = next(resumed)
       np.testing.assert_array_equal(got["views"], want["views"])
       np.testing.assert_array_equal(got["label"], want["label"])
-  with pytest.raises(VisionInputError, match="global_batch_size=16"):
+  with pytest.raises(InputError, match="global_batch_size=16"):
     ip.pretrain_iterator(source, global_batch_size=24, image_size=8, seed=3, state=state,
                          crop_fn=host_random_resized_crop)
 

@@ -156,8 +156,8 @@ def test_linear_eval_cli(tmp_path, tiny_encoder, capsys):
   with open(run / "model.json", "w") as f:
     json.dump(spec, f)
   with Checkpointer(run / "checkpoints") as ckpt:
-    ckpt.save(3, {"step": np.int32(3), "params": {"backbone": variables["params"]},
-                  "batch_stats": {"backbone": variables["batch_stats"]}})
+    ckpt.save(3, {"state": {"step": np.int32(3), "params": {"backbone": variables["params"]},
+                            "model_state": {"backbone": variables["batch_stats"]}}})
   args = [f"--run={run}", "--dataset=sklearn_digits", "--config=configs/linear_eval.py:tiny",
           "--labels_per_class=20", "--config.probe.epochs=3"]
   assert linear_eval.main(args) == 0

@@ -27,9 +27,10 @@ def test_parameter_counts_match_published_models(depth, width, count, dim):
   variables = _abstract_variables(model)
   assert sum(x.size for x in jax.tree.leaves(variables["params"])) == count
   assert feature_dim(depth, width) == dim
-  feats, fmap = jax.eval_shape(lambda v: model.apply(v, jnp.zeros((2, 224, 224, 3)), train=False,
-                                                     return_feature_map=True), variables)
-  assert feats.shape == (2, dim) and fmap.shape == (2, 7, 7, dim)
+  feats, extras = jax.eval_shape(lambda v: model.apply(v, jnp.zeros((2, 224, 224, 3)),
+                                                       train=False), variables)
+  assert feats.shape == extras["pre_logits"].shape == (2, dim)
+  assert extras["feature_map"].shape == (2, 7, 7, dim)
 
 
 def test_stems_strides_heads_and_dtypes():
@@ -37,16 +38,14 @@ def test_stems_strides_heads_and_dtypes():
       lambda v: model.apply(v, jnp.zeros((2, size, size, 3)), train=False, **kw),
       _abstract_variables(model, size)))
   # Layer-4 stride 1 (WSOL/CAM): 14x14 maps at 224 px.
-  assert shape(ResNet(depth=50, layer4_stride=1), 224, return_feature_map=True)[1][0] == (
-      2, 14, 14, 2048)
+  assert shape(ResNet(depth=50, layer4_stride=1), 224)[1]["feature_map"][0] == (2, 14, 14, 2048)
   # The small stem keeps full resolution into stage 1: 32 px -> 4x4 maps.
-  assert shape(ResNet(depth=18, small_stem=True), 32, return_feature_map=True)[1][0] == (
-      2, 4, 4, 512)
-  logits, feats, fmap = shape(ResNet(depth=18, num_classes=10), 64, return_feature_map=True)
-  assert logits[0] == (2, 10) and feats[0] == (2, 512) and fmap[0] == (2, 2, 2, 512)
-  feats, fmap = shape(ResNet(depth=10, base_width=8, dtype=jnp.bfloat16), 32,
-                      return_feature_map=True)
-  assert feats == ((2, 64), jnp.float32) and fmap[1] == jnp.bfloat16
+  assert shape(ResNet(depth=18, small_stem=True), 32)[1]["feature_map"][0] == (2, 4, 4, 512)
+  logits, extras = shape(ResNet(depth=18, num_classes=10), 64)
+  assert logits[0] == (2, 10) and extras["pre_logits"][0] == (2, 512)
+  assert extras["feature_map"][0] == (2, 2, 2, 512)
+  feats, extras = shape(ResNet(depth=10, base_width=8, dtype=jnp.bfloat16), 32)
+  assert feats == ((2, 64), jnp.float32) and extras["feature_map"][1] == jnp.bfloat16
   with pytest.raises(VisionInputError, match="depth 20"):
     feature_dim(20)
 
@@ -87,9 +86,9 @@ def test_batch_norm_statistics_are_global_over_the_sharded_batch():
   def forward(variables, x):
     return model.apply(variables, x, train=True, mutable=["batch_stats"])
 
-  feats_1, stats_1 = forward(variables, jax.device_put(images, jax.devices()[0]))
+  (feats_1, _), stats_1 = forward(variables, jax.device_put(images, jax.devices()[0]))
   sharded = jax.device_put(images, batch_sharding(data_mesh()))
-  feats_8, stats_8 = forward(variables, sharded)
+  (feats_8, _), stats_8 = forward(variables, sharded)
   assert len(sharded.sharding.device_set) == 8
   np.testing.assert_allclose(np.asarray(feats_8), np.asarray(feats_1), rtol=1e-5, atol=1e-6)
   for a, b in zip(jax.tree.leaves(stats_8), jax.tree.leaves(stats_1)):
@@ -131,3 +130,31 @@ def test_cpu_kernel_gradient_equals_xla_and_float64(shape, kernel, stride):
       want[i, j] = window.sum(axis=(0, 1, 2))[:, None]
   got = kernel_grad_gemm(jnp.asarray(x), jnp.asarray(dy), k.shape, (stride, stride), pads)
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_one_builder_for_configs_and_run_specs():
+  from ecorep.errors import ConfigError
+  from vision_jax.resnet import build_resnet
+  model = build_resnet({"depth": 18, "width_multiplier": 1, "small_stem": True,
+                        "base_width": 16, "dtype": "bfloat16"})
+  assert (model.depth, model.small_stem, model.base_width, model.dtype) == (
+      18, True, 16, jnp.bfloat16)
+  assert build_resnet({"depth": 50}, num_classes=5, layer4_stride=1).layer4_stride == 1
+  with pytest.raises(ConfigError, match="model.depth 20") as e:
+    build_resnet({"depth": 20})
+  assert e.value.field == "model.depth"
+  with pytest.raises(ConfigError, match="backbone.dtype"):
+    build_resnet({"depth": 18, "dtype": "float16"}, section="backbone")
+
+
+def test_linear_head_inits():
+  from vision_jax.heads import LinearHead
+  x = jnp.ones((3, 64))
+  zeros = LinearHead(4).init(jax.random.key(0), x)["params"]
+  assert set(zeros) == {"kernel", "bias"} and not np.any(np.asarray(zeros["kernel"]))
+  torch = LinearHead(4, initializer="torch").init(jax.random.key(0), x)["params"]
+  for leaf in (torch["kernel"], torch["bias"]):  # U(±1/√fan_in), as torch.nn.Linear
+    assert 0.8 / 8 < np.abs(np.asarray(leaf)).max() <= 1 / 8
+  np.testing.assert_allclose(LinearHead(4, initializer="torch").apply({"params": torch}, x),
+                             np.asarray(x) @ np.asarray(torch["kernel"]) + np.asarray(torch["bias"]),
+                             rtol=1e-6)

@@ -18,15 +18,21 @@ IUN follows its definition (the observed positive + every true negative); the re
 the {0, 1} true labels with −1, so its negative term never fires and its "IUN" equals EPR without
 the regulariser. IU uses observed positives and observed negatives (draw one negative per row
 with `labels.draw_observed(num_neg=1)`).
+
+`get_loss` asserts the shapes on entry (chex; static, free under jit): logits (B, L), and
+observed, the full labels (where read) and est_logits (ROLE) of the same shape, mask (B,).
 """
 from __future__ import annotations
 
+import difflib
 import functools
 from typing import Callable
 
+import chex
 import jax
 import jax.numpy as jnp
 
+from ecorep.errors import ConfigError
 from vision_jax.errors import VisionInputError
 
 LS_COEF = 0.1  # label smoothing ε of BCE-LS and AN-LS
@@ -165,27 +171,54 @@ _FUNCTIONS = {"bce": bce, "bce_ls": bce_ls, "iun": iun, "iu": iu, "an": an, "an_
               "wan": wan, "epr": epr, "role": role, "me": me}
 
 
+def _checked(name: str, fn: Callable) -> Callable:
+  """`fn` behind the shape contract of the module docstring."""
+  needs_true, needs_est, _ = LOSSES[name]
+
+  @functools.wraps(fn)
+  def loss(logits, observed, *, true=None, mask=None, est_logits=None, **hyper):
+    chex.assert_rank(logits, 2)
+    chex.assert_equal_shape([logits, observed])
+    for arg, needed, what in ((true, needs_true, "true"), (est_logits, needs_est, "est_logits")):
+      if needed:
+        if arg is None:
+          raise VisionInputError(f"loss '{name}' needs {what}=(B, L) array", field=what)
+        chex.assert_equal_shape([logits, arg])
+    if mask is not None:
+      chex.assert_shape(mask, (logits.shape[0],))
+    return fn(logits, observed, true=true, mask=mask, est_logits=est_logits, **hyper)
+  return loss
+
+
+def check_loss_name(name: str) -> str:
+  """`name` if it is a loss of this family, else a ConfigError naming train.loss."""
+  if name not in _FUNCTIONS:
+    hint = difflib.get_close_matches(str(name), list(_FUNCTIONS), n=1)
+    raise ConfigError(f"unknown SPML loss '{name}'" + (f" (did you mean '{hint[0]}'?)" if hint
+                                                       else "")
+                      + f"; one of {', '.join(sorted(_FUNCTIONS))}", field="train.loss")
+  return name
+
+
 def get_loss(name: str, *, k: float | None = None, ls_coef: float = LS_COEF,
              epr_weight: float = 1.0, me_weight: float = 1.0) -> Callable:
   """The loss `name` with its hyper-parameters bound: `fn(logits, observed, *, true, mask,
   est_logits) -> (loss, aux)`."""
-  if name not in _FUNCTIONS:
-    raise VisionInputError(f"unknown SPML loss '{name}'; one of {sorted(_FUNCTIONS)}",
-                           field="train.loss")
+  check_loss_name(name)
   if LOSSES[name][2] and k is None:
     raise VisionInputError(f"loss '{name}' needs the expected number of positives k",
                            field="train.k")
-  return functools.partial(_FUNCTIONS[name], k=k, ls_coef=ls_coef, epr_weight=epr_weight,
-                           me_weight=me_weight)
+  return functools.partial(_checked(name, _FUNCTIONS[name]), k=k, ls_coef=ls_coef,
+                           epr_weight=epr_weight, me_weight=me_weight)
 
 
 def needs_full_labels(name: str) -> bool:
-  return LOSSES[name][0]
+  return LOSSES[check_loss_name(name)][0]
 
 
 def needs_estimator(name: str) -> bool:
-  return LOSSES[name][1]
+  return LOSSES[check_loss_name(name)][1]
 
 
 def uses_k(name: str) -> bool:
-  return LOSSES[name][2]
+  return LOSSES[check_loss_name(name)][2]

@@ -9,24 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vision_jax.resnet import ResNet
-
-
-def _torch_linear_init(fan_in: int):
-  bound = 1.0 / math.sqrt(fan_in)
-  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
-
-
-def make_head(feature_dim: int, num_classes: int) -> nn.Dense:
-  init = _torch_linear_init(feature_dim)
-  return nn.Dense(num_classes, kernel_init=init, bias_init=init)
+from vision_jax.heads import LinearHead
+from vision_jax.resnet import ResNet, build_resnet
 
 
 @functools.lru_cache(maxsize=16)
@@ -46,8 +36,8 @@ class Classifier:
   backbone: ResNet | None = None
 
   @property
-  def head(self) -> nn.Dense:
-    return make_head(self.feature_dim, self.num_classes)
+  def head(self) -> LinearHead:
+    return LinearHead(self.num_classes, initializer="torch")
 
   def init(self, key: jax.Array, image_shape: tuple[int, ...] | None = None) -> tuple[Any, Any]:
     k_head, k_body = jax.random.split(key)
@@ -68,9 +58,10 @@ class Classifier:
     x = images.astype(jnp.float32) / 255.0 if images.dtype == jnp.uint8 else images
     variables = {"params": params["backbone"], "batch_stats": batch_stats}
     if train:
-      feats, updates = self.backbone.apply(variables, x, train=True, mutable=["batch_stats"])
+      (feats, _), updates = self.backbone.apply(variables, x, train=True,
+                                                mutable=["batch_stats"])
       return feats, updates["batch_stats"]
-    return self.backbone.apply(variables, x, train=False), batch_stats
+    return self.backbone.apply(variables, x, train=False)[0], batch_stats
 
   def logits(self, params, batch_stats, x, train: bool):
     if self.backbone is not None:
@@ -83,8 +74,7 @@ def make_classifier(model_cfg, num_classes: int, feature_dim: int | None = None)
   if feature_dim is not None:
     return Classifier(num_classes=num_classes, feature_dim=feature_dim)
   from vision_jax.resnet import feature_dim as resnet_dim
-  backbone = ResNet(depth=model_cfg.depth, width_multiplier=model_cfg.width_multiplier,
-                    small_stem=model_cfg.small_stem, base_width=model_cfg.base_width)
+  backbone = build_resnet(model_cfg)
   return Classifier(num_classes=num_classes, backbone=backbone,
                     feature_dim=resnet_dim(model_cfg.depth, model_cfg.width_multiplier,
                                            model_cfg.base_width))

@@ -6,32 +6,29 @@ estimator rows; −1 for padding) and the padding mask. Parameters are replicate
 "sparse"/"lowrank" table is row-sharded and touched only at the batch's rows (vision_jax.spml.role).
 
 One Adam (torch defaults) with the estimator's parameters at `lr_mult`× the learning rate, as the
-reference. A non-finite loss leaves the state unchanged (the host loop then stops the run).
+reference. The state is ecorep.trainer's TrainState: `model_state` holds the backbone's BN
+statistics, `extra` the learning rate (a traced scalar, so one compiled step serves the whole
+learning-rate search) and ROLE's row-sharded table when there is one. The shared loop guards
+against non-finite losses and counts steps.
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from ecorep import trainer
 from ecorep.mesh import batch_sharding
+from ecorep.sampler import EpochSampler
 from vision_jax.spml import role
 from vision_jax.spml.models import Classifier
 
 
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any             # {"head", ["backbone"], ["est"]}
-  batch_stats: Any        # backbone BN statistics ({} for the linear classifier)
-  opt_state: Any
-  table: role.Table | None
-  lr: jax.Array           # scalar: a traced value, so one compiled step serves the lr search
+TrainState = trainer.TrainState  # params {"head", ["backbone"], ["est"]}; extra {"lr", ["table"]}
 
 
 def make_optimizer(params) -> optax.GradientTransformation:
@@ -62,8 +59,14 @@ def init_estimator(key: jax.Array, observed: np.ndarray, mesh, *, mode: str | No
 
 
 def new_state(params, batch_stats, tx, table, lr: float) -> TrainState:
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                    opt_state=tx.init(params), table=table, lr=jnp.asarray(lr, jnp.float32))
+  extra = {"lr": jnp.asarray(lr, jnp.float32)}
+  if table is not None:
+    extra["table"] = table
+  return trainer.new_state(params, tx, model_state=batch_stats, extra=extra)
+
+
+def table_of(state: TrainState) -> role.Table | None:
+  return state.extra.get("table")
 
 
 def state_shardings(state: TrainState, mesh):
@@ -71,10 +74,10 @@ def state_shardings(state: TrainState, mesh):
   compiling the step with them as output shardings keeps one compiled step for every call."""
   rep = NamedSharding(mesh, P())
   out = jax.tree.map(lambda _: rep, state)
-  if state.table is not None:
-    out = out.replace(table=role.Table(
+  if table_of(state) is not None:
+    out = out.replace(extra={**out.extra, "table": role.Table(
         value=role.row_sharding(mesh), mu=role.row_sharding(mesh), nu=role.row_sharding(mesh),
-        count=role.row_sharding(mesh, 1)))
+        count=role.row_sharding(mesh, 1))})
   return out
 
 
@@ -91,22 +94,22 @@ def flip_images(key: jax.Array, x: jax.Array) -> jax.Array:
 def make_train_step(model: Classifier, loss_fn: Callable, tx: optax.GradientTransformation, *,
                     mode: str | None, lr_mult: float, mesh,
                     flip: bool = False) -> Callable:
-  """The un-jitted step; `jit_train_step` compiles it for the host loop, the linear protocol
-  scans it over an epoch."""
+  """The un-jitted step `(state, batch, key) -> (state, metrics)`: ecorep.trainer.compile_step
+  compiles it for the fine-tune loop, the linear protocol scans it over an epoch."""
   rows_sharding = batch_sharding(mesh)
 
   def step(state: TrainState, batch, key):
     x = batch["x"]
+    lr, table = state.extra["lr"], table_of(state)
     if flip:  # the only randomness of a step (keys cost compile time on XLA:CPU)
-      key = jax.random.fold_in(key, state.step)
       x = jax.lax.with_sharding_constraint(flip_images(key, x), rows_sharding)
     idx, mask = batch["idx"], batch["mask"]
     rows = None
     if mode in ("sparse", "lowrank"):
-      rows = role.gather_rows(state.table.value, idx, mesh)
+      rows = role.gather_rows(table.value, idx, mesh)
 
     def objective(params, rows):
-      logits, batch_stats = model.logits(params, state.batch_stats, x, train=True)
+      logits, batch_stats = model.logits(params, state.model_state, x, train=True)
       est_logits = None
       if mode == "dense":
         est_logits = params["est"]["table"][jnp.maximum(idx, 0)]
@@ -121,17 +124,13 @@ def make_train_step(model: Classifier, loss_fn: Callable, tx: optax.GradientTran
     (loss, (aux, batch_stats)), (grads, row_grads) = jax.value_and_grad(
         objective, argnums=(0, 1), has_aux=True)(state.params, rows)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, _apply_lr(updates, state.lr, lr_mult))
-    table = state.table
+    params = optax.apply_updates(state.params, _apply_lr(updates, lr, lr_mult))
+    extra = state.extra
     if mode in ("sparse", "lowrank"):
-      table = role.sparse_adam(table, idx, row_grads, mask > 0, state.lr * lr_mult, mesh)
-    finite = jnp.isfinite(loss)
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
-    new = TrainState(step=state.step + 1, params=keep(params, state.params),
-                     batch_stats=keep(batch_stats, state.batch_stats),
-                     opt_state=keep(opt_state, state.opt_state), table=keep(table, state.table),
-                     lr=state.lr)
-    return new, {"loss": loss, **aux}
+      extra = {**extra, "table": role.sparse_adam(table, idx, row_grads, mask > 0, lr * lr_mult,
+                                                  mesh)}
+    return state.replace(params=params, model_state=batch_stats, opt_state=opt_state,
+                         extra=extra), {"loss": loss, **aux}
 
   return step
 
@@ -169,11 +168,14 @@ def make_features(model: Classifier, mesh, batch_size: int) -> Callable:
   return _batched(lambda p, s, x: model.features(p, s, x, train=False)[0], mesh, batch_size)
 
 
-def epoch_batches(num: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
-  """(steps, batch) row indices of one shuffled epoch; the last batch is padded with −1 (masked)
-  rather than dropped, so every example is trained on every epoch."""
-  perm = np.random.default_rng([seed, epoch]).permutation(num)
-  steps = -(-num // batch_size)
-  out = np.full(steps * batch_size, -1, np.int32)
-  out[:num] = perm
-  return out.reshape(steps, batch_size)
+def epoch_sampler(num: int, batch_size: int, seed: int) -> EpochSampler:
+  """Shuffled epochs whose last batch is padded with −1 (masked) rather than dropped, so every
+  example is trained on every epoch."""
+  return EpochSampler(num, batch_size, seed, remainder="pad")
+
+
+def epoch_batches(sampler: EpochSampler, epoch: int) -> np.ndarray:
+  """(steps, batch) int32 row indices of one epoch (−1: padding)."""
+  first = epoch * sampler.steps_per_epoch
+  return np.stack([sampler.global_rows(first + b)
+                   for b in range(sampler.steps_per_epoch)]).astype(np.int32)

@@ -19,16 +19,20 @@ import jax.numpy as jnp
 
 
 class Siamese(nn.Module):
-  """Backbone → head → optional predictor; returns (features, projections, predictions|None)."""
+  """Backbone → head → optional predictor, as `(outputs, extras)`: outputs are the predictor's
+  when there is one, else the head's (projections or logits); extras are the backbone's
+  ("pre_logits", "feature_map") plus "projection", the head's output."""
   backbone: nn.Module
   head: nn.Module
   predictor: nn.Module | None = None
 
   def __call__(self, images, train: bool):
-    features = self.backbone(images, train=train)
-    projections = self.head(features, train=train)
-    predictions = None if self.predictor is None else self.predictor(projections, train=train)
-    return features, projections, predictions
+    features, extras = self.backbone(images, train=train)
+    projection = self.head(features, train=train)
+    extras = {**extras, "projection": projection}
+    if self.predictor is None:
+      return projection, extras
+    return self.predictor(projection, train=train), extras
 
 
 def init_key(seed: int) -> jax.Array:

@@ -62,8 +62,8 @@ class BYOL:
     target_stats = extra["target_batch_stats"]
     predictions, targets = [], []
     for v in range(2):
-      (_, _, p), batch_stats = apply_train(online, params, batch_stats, views[:, v])
-      (_, z, _), target_stats = apply_train(target_net, target_params, target_stats, views[:, v])
+      (p, _), batch_stats = apply_train(online, params, batch_stats, views[:, v])
+      (z, _), target_stats = apply_train(target_net, target_params, target_stats, views[:, v])
       predictions.append(p)
       targets.append(jax.lax.stop_gradient(z))
     loss = jnp.mean(regression_loss(predictions[0], targets[1]) +

@@ -66,10 +66,10 @@ class MoCo:
     del labels, key, step
     net = self.network()
     key_params = ema(extra["key_params"], jax.lax.stop_gradient(params), self.momentum)
-    (_, k, _), key_batch_stats = apply_train(net, key_params, extra["key_batch_stats"],
-                                             views[:, 1])
+    (k, _), key_batch_stats = apply_train(net, key_params, extra["key_batch_stats"],
+                                          views[:, 1])
     k = jax.lax.stop_gradient(l2_normalize(k))
-    (_, q, _), batch_stats = apply_train(net, params, batch_stats, views[:, 0])
+    (q, _), batch_stats = apply_train(net, params, batch_stats, views[:, 0])
     loss, accuracy = queue_contrastive_loss(l2_normalize(q), k, extra["queue"],
                                             self.temperature)
     queue, ptr = enqueue(extra["queue"], extra["queue_ptr"], k)

@@ -31,7 +31,7 @@ class Supervised:
 
   def loss(self, params, batch_stats, extra, views, labels, key, step):
     del key, step
-    (_, logits, _), batch_stats = apply_train(self.network(), params, batch_stats, views[:, 0])
+    (logits, _), batch_stats = apply_train(self.network(), params, batch_stats, views[:, 0])
     nll = softmax_cross_entropy(logits, labels)
     if self.label_smoothing:  # (1 − ε)·NLL + ε·mean over classes of −log p
       uniform = -jnp.mean(jax.nn.log_softmax(logits.astype(jnp.float32), axis=1), axis=1)

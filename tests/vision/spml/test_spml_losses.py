@@ -155,7 +155,31 @@ def test_stable_forms_bound_the_reference_log_eps():
 
 
 def test_unknown_loss_and_missing_k():
-  with pytest.raises(VisionInputError, match="unknown SPML loss"):
+  from ecorep.errors import ConfigError
+  with pytest.raises(ConfigError, match="unknown SPML loss 'focal'") as e:
     losses.get_loss("focal")
+  assert e.value.field == "train.loss"  # the key the config spells (fault 8: was a KeyError)
   with pytest.raises(VisionInputError, match="needs the expected number"):
     losses.get_loss("epr")
+
+
+@pytest.mark.parametrize("name", sorted(losses.LOSSES))
+def test_shape_contract_is_asserted(name):
+  z = jnp.zeros((B, L))
+  obs = jnp.zeros((B, L), jnp.int8).at[:, 0].set(1)
+  full = dict(true=jnp.zeros((B, L), jnp.uint8), mask=jnp.ones((B,)),
+              est_logits=jnp.zeros((B, L)))
+  fn = losses.get_loss(name, k=K)
+  assert np.isfinite(fn(z, obs, **full)[0])
+  bad = [(z[:, :-1], obs, full), (z, obs[:-1], full), (z[0], obs[0], full),
+         (z, obs, {**full, "mask": jnp.ones((B, 1))})]
+  if losses.needs_full_labels(name):
+    bad.append((z, obs, {**full, "true": full["true"][:, :-1]}))
+  if losses.needs_estimator(name):
+    bad.append((z, obs, {**full, "est_logits": jnp.zeros((B, L + 1))}))
+  for logits, observed, kw in bad:
+    with pytest.raises(AssertionError):
+      fn(logits, observed, **kw)
+  if losses.needs_full_labels(name) or losses.needs_estimator(name):
+    with pytest.raises(VisionInputError, match="needs"):
+      fn(z, obs, mask=None)

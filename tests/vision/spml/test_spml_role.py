@@ -118,8 +118,8 @@ def test_sparse_train_step_equals_dense_update(problem, mesh):
   dense, dense_step, model = _role_step("dense", mesh, obs)
   sparse, sparse_step, _ = _role_step("sparse", mesh, obs)
   start = np.asarray(dense.params["est"]["table"])
-  sparse = sparse.replace(table=sparse.table.replace(
-      value=jax.device_put(np.pad(start, ((0, 3), (0, 0))), role.row_sharding(mesh))))
+  sparse = sparse.replace(extra={**sparse.extra, "table": sparse.extra["table"].replace(
+      value=jax.device_put(np.pad(start, ((0, 3), (0, 0))), role.row_sharding(mesh)))})
   rng = np.random.default_rng(3)
   key = jax.random.key(0)
   loss_fn = losses.get_loss("role", k=2.0)
@@ -138,7 +138,7 @@ def test_sparse_train_step_equals_dense_update(problem, mesh):
     if step == 2:
       idx[-2:] = -1
     batch = _batch(x, y, obs, idx, mesh)
-    g = dense_grad(sparse.params, np.asarray(sparse.table.value)[:N], batch)
+    g = dense_grad(sparse.params, np.asarray(sparse.extra['table'].value)[:N], batch)
     touched = idx[idx >= 0]
     assert np.abs(np.delete(g, touched, axis=0)).max() == 0.0
     numpy_lazy_adam(*ref, touched, g[touched], 1e-2 * 10.0)
@@ -146,9 +146,9 @@ def test_sparse_train_step_equals_dense_update(problem, mesh):
       dense, _ = dense_step(dense, batch, key)
     sparse, metrics = sparse_step(sparse, batch, key)
     assert np.isfinite(float(metrics["loss"]))
-    np.testing.assert_allclose(np.asarray(sparse.table.value), ref[0], rtol=1e-5, atol=2e-6)
+    np.testing.assert_allclose(np.asarray(sparse.extra['table'].value), ref[0], rtol=1e-5, atol=2e-6)
     if step == 0:
-      np.testing.assert_allclose(np.asarray(sparse.table.value)[:N],
+      np.testing.assert_allclose(np.asarray(sparse.extra['table'].value)[:N],
                                  np.asarray(dense.params["est"]["table"]), atol=2e-6)
       for a, b in zip(jax.tree.leaves(sparse.params["head"]), jax.tree.leaves(dense.params["head"])):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
@@ -157,16 +157,16 @@ def test_sparse_train_step_equals_dense_update(problem, mesh):
 def test_lowrank_estimator_moves_only_batch_rows(problem, mesh):
   x, y, obs = problem
   state, step_fn, _ = _role_step("lowrank", mesh, obs)
-  u0 = np.asarray(state.table.value)
+  u0 = np.asarray(state.extra['table'].value)
   v0 = np.asarray(state.params["est"]["v"])
-  logits = role.estimated_logits("lowrank", state.table, state.params["est"], obs)
+  logits = role.estimated_logits("lowrank", state.extra["table"], state.params["est"], obs)
   np.testing.assert_allclose(logits, u0[:N] @ v0.T + role.INIT_POS * (obs == 1), rtol=1e-5,
                              atol=1e-5)
   spread = (u0[:N] @ v0.T)[obs == 0]
   assert 0.1 < spread.std() < 0.5  # about U[σ⁻¹(0.4), σ⁻¹(0.6)]'s std 0.234
   idx = np.arange(B, dtype=np.int32) * 3
   state, _ = step_fn(state, _batch(x, y, obs, idx, mesh), jax.random.key(0))
-  moved = np.flatnonzero(np.abs(np.asarray(state.table.value) - u0).max(1) > 0)
+  moved = np.flatnonzero(np.abs(np.asarray(state.extra['table'].value) - u0).max(1) > 0)
   np.testing.assert_array_equal(moved, idx)
   assert np.abs(np.asarray(state.params["est"]["v"]) - v0).max() > 0
 

@@ -18,7 +18,7 @@ from vision_jax.spml import train as train_lib
 @pytest.fixture(scope="module")
 def linear_run(tmp_path_factory, repo_root):
   cfg = load_config(os.path.join(repo_root, "configs/spml.py:role,linear,sparse"),
-                    {"train.epochs": 4, "train.lrs": (1e-2, 1e-3), "train.batch_sizes": (16,)})
+                    {"train.num_epochs": 4, "train.lr": (1e-2, 1e-3), "train.batch_size": (16,)})
   workdir = str(tmp_path_factory.mktemp("spml_linear"))
   return cfg, workdir, train_lib.train(cfg, workdir)
 
@@ -58,7 +58,7 @@ def test_finetune_from_linear_init_on_digits(tmp_path, repo_root):
   r = train_lib.train(cfg, str(tmp_path))
   assert r["data"] == "digits" and r["protocol"] == "finetune"
   assert len(r["linear_init_search"]) == 1 and len(r["search"]) == 1
-  assert len(r["search"][0]["val_history"]) == cfg.train.epochs
+  assert len(r["search"][0]["val_history"]) == cfg.train.num_epochs
   assert r["test_map"] > 0.2 and np.isfinite(r["train_map"])
   # Per-epoch checkpoint of the fine-tune run (resume point).
   assert os.listdir(os.path.join(tmp_path, "run_lr0.001_bs16", "checkpoints"))

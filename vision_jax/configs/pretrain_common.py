@@ -1,19 +1,21 @@
 """The config layout every pretraining family shares (configs/{simclr,byol,moco,supervised}.py).
 
-  method      objective name (vision_jax.ssl.OBJECTIVES)
-  data        dataset ('folder' with root, or a bundled set), split, image_size, worker_count
+  data        dataset ('folder' with root, or a bundled set), split, image_size, worker_count,
+              crop_scale and crop_sampler (the host random resized crop)
   model       ResNet: depth, width_multiplier, small_stem, base_width, dtype (float32|bfloat16)
   objective   the objective's own fields (e.g. temperature)
   augment     vision_jax.augment.Policy fields
   optim       vision_jax.optim: name, base_lr, lr_scaling, weight_decay, momentum, ...
-  train       batch_size, num_epochs or num_steps, log/checkpoint cadence
+  train       loss (the objective: vision_jax.ssl.OBJECTIVES), batch_size, num_epochs,
+              max_steps (> 0: at most that many steps; the schedules span the run's length),
+              log/checkpoint cadence
 
 Tokens shared by all families (comma-separated after the colon, applied left to right):
   r18 | r50 | r50x4   backbone
   small               small-image stem, 32 px crops (CIFAR-like data)
   bf16                bfloat16 compute (GPU/TPU)
   demo                ResNet-18 (base width 16), standard stem, mnist_5k train split, 28 px,
-                      crops of 20–100% of a digit, CPU-sized
+                      torchvision crops of 20–100% of a digit, CPU-sized
   tiny                ResNet-10 (base width 4), 16 px, 8-image batches, 4 steps: for tests
 """
 from __future__ import annotations
@@ -25,7 +27,6 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.name = method
   c.seed = 0
-  c.method = method
 
   c.data = ml_collections.ConfigDict()
   c.data.dataset = "folder"   # 'folder' (data.root = <root>/<class>/<images>) or a bundled set
@@ -33,6 +34,10 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.data.split = "train"
   c.data.image_size = 224
   c.data.crop_scale = (0.08, 1.0)  # area range of the host random resized crop
+  # Its box sampler (vision_jax.augment.CROP_SAMPLERS): 'torchvision' (RandomResizedCrop: area
+  # uniform, aspect log-uniform) or 'tf' (sample_distorted_bounding_box as SimCLR: height
+  # uniform, aspect uniform, ≥ 10% of the image, 100 tries).
+  c.data.crop_sampler = "torchvision"
   c.data.worker_count = 0     # grain worker processes for decoding and cropping (0: threads)
 
   c.model = ml_collections.ConfigDict()
@@ -54,7 +59,7 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.augment.grayscale_prob = 0.2
   c.augment.blur_prob = (0.5, 0.5)
   c.augment.solarize_prob = (0.0, 0.0)
-  c.augment.multiplicative_brightness = True
+  c.augment.multiplicative_brightness = True  # False: additive delta ∈ [−b, b] (SimCLR v1, BYOL)
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "lars"
@@ -69,9 +74,10 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.optim.warmup_steps = -1      # >= 0 overrides warmup_epochs
 
   c.train = ml_collections.ConfigDict()
+  c.train.loss = method          # the objective: simclr | byol | moco | supervised
   c.train.batch_size = 4096
   c.train.num_epochs = 100
-  c.train.num_steps = -1         # > 0 overrides num_epochs
+  c.train.max_steps = -1         # > 0: the run stops there (and its schedules end there)
   c.train.log_every = 50
   c.train.checkpoint_every = 1000
   c.train.keep_checkpoints = 3
@@ -92,6 +98,9 @@ def apply_common_token(c: ml_collections.ConfigDict, token: str) -> bool:
   elif token == "demo":
     c.data.dataset, c.data.split, c.data.image_size = "mnist_5k", "train", 28
     c.data.crop_scale = (0.2, 1.0)  # an 8% crop of a 28 px digit is mostly background
+    # torchvision's sampler (uniform area) even for SimCLR: TF's favours small boxes, and the
+    # 300-step digit run's linear probe measured 0.801/0.801 with it vs 0.817/0.828 (seeds 0/1).
+    c.data.crop_sampler = "torchvision"
     # The standard stem (stride 4 before stage 1) is ~5x cheaper than the small stem at 28 px
     # and still leaves 7x7 maps in stage 1.
     c.model.depth, c.model.base_width, c.model.small_stem = 18, 16, False
@@ -99,7 +108,7 @@ def apply_common_token(c: ml_collections.ConfigDict, token: str) -> bool:
   elif token == "tiny":
     c.data.image_size = 16
     c.model.depth, c.model.base_width, c.model.small_stem = 10, 4, True
-    c.train.batch_size, c.train.num_steps = 8, 4
+    c.train.batch_size, c.train.max_steps = 8, 4
     c.train.log_every, c.train.checkpoint_every = 2, 2
     c.optim.warmup_steps = 1
   else:
