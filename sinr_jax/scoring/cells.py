@@ -207,9 +207,14 @@ def best_thresholds(xp, t, c_all, c_pos, num_pos, default_key):
   real = xp.arange(k)[None, :] < n
   f1 = xp.where(real, (2 * c_pos).astype(xp.float32) / xp.maximum(n + c_all, 1).astype(xp.float32),
                 -1.0)
-  best = xp.max(f1, axis=-1)
-  # Among equal F1 (up to float32 rounding), the highest threshold: the smallest range.
-  t_best = xp.max(xp.where(real & (f1 == best[:, None]), t, np.iinfo(np.int32).min), axis=-1)
+  # Among equal F1, the highest threshold (the smallest range): one argmax over the thresholds
+  # in descending order picks the first maximum. Not `f1 == max(f1)`: a compiler may evaluate f1
+  # twice, once for each side, and a last-bit difference would then match no entry.
+  order = xp.argsort(t, axis=-1)[:, ::-1]
+  f1_desc = xp.take_along_axis(f1, order, axis=-1)
+  first = xp.argmax(f1_desc, axis=-1)[:, None]
+  best = xp.take_along_axis(f1_desc, first, axis=-1)[:, 0]
+  t_best = xp.take_along_axis(xp.take_along_axis(t, order, axis=-1), first, axis=-1)[:, 0]
   return xp.where(num_pos > 0, t_best, default_key), best
 
 
