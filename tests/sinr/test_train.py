@@ -78,18 +78,21 @@ def test_sigkill_during_training_then_resume(tiny_config, tmp_path, repo_root, t
           f"--workdir={workdir}", f"--config.data.world_dir={tiny_world_dir}",
           "--config.train.checkpoint_every=5", "--config.train.max_steps=100000",
           "--config.train.num_epochs=1000"]
-  proc = subprocess.Popen(args, cwd=repo_root, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+  log = open(tmp_path / "stderr.txt", "w+")
+  proc = subprocess.Popen(args, cwd=repo_root, stdout=subprocess.DEVNULL, stderr=log)
   ckpt_dir = workdir / "checkpoints"
-  deadline = time.time() + 120
-  while time.time() < deadline:
+  deadline, steps = time.time() + 300, []  # generous: a loaded CI machine compiles slowly
+  while time.time() < deadline and proc.poll() is None:
     steps = [d for d in os.listdir(ckpt_dir) if d.isdigit()] if ckpt_dir.exists() else []
     if len(steps) >= 2:
       break
     time.sleep(0.2)
+  exited = proc.poll()
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  assert len(steps) >= 2, "the run made no checkpoints before the deadline"
+  log.seek(0)
+  assert len(steps) >= 2, (f"the run made {len(steps)} checkpoints before the deadline "
+                           f"(exit status {exited}); its stderr:\n{log.read()[-3000:]}")
   step_before = sinr_jax.load(str(workdir)).step
   resumed = train(tiny_config("", ["train.checkpoint_every=5", "train.num_epochs=1000",
                                    f"train.max_steps={step_before + 10}"]), str(workdir))

@@ -52,6 +52,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.model.width_multiplier = 1
   c.model.base_width = 16
   c.model.small_stem = True
+  c.model.init = ""             # finetune: an encoder run to start from (a pretraining run, or
+                                # ImageNet weights imported by vision_jax.port_torch); "" = random
 
   c.train = ml_collections.ConfigDict()
   c.train.loss = "an"

@@ -69,12 +69,14 @@ class Classifier:
     return self.head.apply({"params": params["head"]}, x), batch_stats
 
 
-def make_classifier(model_cfg, num_classes: int, feature_dim: int | None = None) -> Classifier:
-  """Linear classifier when `feature_dim` is given, else a ResNet per `model_cfg` + head."""
+def make_classifier(model_cfg, num_classes: int, feature_dim: int | None = None,
+                    backbone: ResNet | None = None) -> Classifier:
+  """Linear classifier when `feature_dim` is given, else a ResNet (`backbone`, or one built per
+  `model_cfg`) + head."""
   if feature_dim is not None:
     return Classifier(num_classes=num_classes, feature_dim=feature_dim)
   from vision_jax.resnet import feature_dim as resnet_dim
-  backbone = build_resnet(model_cfg)
+  backbone = build_resnet(model_cfg) if backbone is None else backbone
   return Classifier(num_classes=num_classes, backbone=backbone,
-                    feature_dim=resnet_dim(model_cfg.depth, model_cfg.width_multiplier,
-                                           model_cfg.base_width))
+                    feature_dim=resnet_dim(backbone.depth, backbone.width_multiplier,
+                                           backbone.base_width))

@@ -199,8 +199,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | None = None, *, mesh=No
     best, runs = _linear_phase(setup, model, feats, splits, cfg.train, workdir)
     linear_runs = None
   else:
-    model = make_classifier(cfg.model, data.num_classes)
-    best, runs, linear_runs, feats = _finetune(setup, model, splits, workdir)
+    backbone, init = pretrained_backbone(cfg.model.init) if cfg.model.init else (None, None)
+    model = make_classifier(cfg.model, data.num_classes, backbone=backbone)
+    best, runs, linear_runs, feats = _finetune(setup, model, splits, workdir, init)
 
   predict = step_lib.make_predict(model, mesh, cfg.eval.batch_size)
   scores = {}
@@ -222,14 +223,27 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | None = None, *, mesh=No
   return results
 
 
-def _finetune(setup: Setup, model: Classifier, splits: dict, workdir: str | None):
+def pretrained_backbone(run_dir: str):
+  """The encoder run `model.init` names (a pretraining run of this project, or published weights
+  imported with vision_jax.port_torch): its module and (params, batch_stats)."""
+  from vision_jax.encoder import load_encoder
+  encoder = load_encoder(run_dir)
+  variables = jax.device_get(encoder.variables)
+  return encoder.module, (variables["params"], variables.get("batch_stats", {}))
+
+
+def _finetune(setup: Setup, model: Classifier, splits: dict, workdir: str | None,
+              init: tuple | None = None):
   cfg, mesh = setup.cfg, setup.mesh
   train, val = splits["train"], splits["val"]
   image_shape = train.x.shape
   params0, stats0 = model.init(jax.random.split(jax.random.fold_in(setup.key, 1))[0],
                                image_shape)
-  stats0 = protocol.precise_batch_stats(model, params0, stats0, train.x.batch, len(train),
-                                        cfg.eval.batch_size, mesh)
+  if init is not None:  # a pretrained backbone: its weights and BN statistics as they are
+    params0["backbone"], stats0 = init
+  else:
+    stats0 = protocol.precise_batch_stats(model, params0, stats0, train.x.batch, len(train),
+                                          cfg.eval.batch_size, mesh)
   predict_feats = step_lib.make_features(model, mesh, cfg.eval.batch_size)
   feats = {s: predict_feats(params0, stats0, v.x.batch, len(v)) for s, v in splits.items()}
   linear = dataclasses.replace(model, backbone=None)

@@ -78,3 +78,32 @@ def test_cli_reports_bad_k_and_unknown_keys(repo_root, capsys):
   assert "unknown config key" in capsys.readouterr().err
   assert train_lib.main(["--config=configs/spml.py:focal"]) == 2
   assert "unknown token" in capsys.readouterr().err
+
+
+def test_finetune_starts_from_an_encoder_run(tmp_path, repo_root):
+  """model.init: the backbone starts from an encoder run's weights and BN statistics (what a
+  pretraining run or vision_jax.port_torch writes), not from a random draw."""
+  import jax
+  import optax
+  from ecorep import trainer
+  from vision_jax import encoder as encoder_lib
+  from vision_jax.spml.train import pretrained_backbone
+  enc = encoder_lib.Encoder.random(10, 1, True, 16, seed=7, base_width=4)
+  run = tmp_path / "encoder"
+  encoder_lib.write_or_check_model_spec(str(run), encoder_lib.model_spec(
+      depth=10, width_multiplier=1, small_stem=True, base_width=4, image_size=16,
+      method="simclr"), resuming=False)
+  variables = jax.device_get(enc.variables)
+  params = {"backbone": variables["params"]}
+  state = trainer.new_state(params, optax.sgd(0.1),
+                            model_state={"backbone": variables["batch_stats"]})
+  trainer.save_checkpoint(str(run / "checkpoints"), state, jax.random.key(0))
+  module, (got_params, got_stats) = pretrained_backbone(str(run))
+  assert module == enc.module
+  for a, b in zip(jax.tree.leaves(got_params), jax.tree.leaves(variables["params"])):
+    np.testing.assert_array_equal(a, b)
+  from vision_jax.spml.models import make_classifier
+  cfg = load_config(os.path.join(repo_root, "configs/spml.py:an,finetune,tiny"),
+                    {"model.init": str(run), "model.depth": 18})
+  model = make_classifier(cfg.model, 5, backbone=module)  # the run's architecture wins
+  assert model.backbone == enc.module and model.feature_dim == enc.feature_dim
