@@ -348,3 +348,14 @@ def read_checkpoint(directory: str, step: int | None = None, *,
     else:
       saved, _ = ckpt.restore_as_saved(step)
   return saved["state"], int(step)
+
+
+def save_checkpoint(directory: str, state: TrainState, key: jax.Array,
+                    extra: dict | None = None) -> int:
+  """Writes `state` (at its own step) as one checkpoint in the layout `fit` saves and
+  `read_checkpoint` reads, for run directories made outside the loop (e.g. imported weights);
+  returns the step. Synchronous: the checkpoint is complete when this returns."""
+  step = int(state.step)
+  with Checkpointer(directory, max_to_keep=1, async_save=False) as ckpt:
+    ckpt.save(step, _host_if_replicated(_to_saved(state, key)), extra or {})
+  return step

@@ -2,7 +2,8 @@
 
   ResNet(depth=50, width_multiplier=1)(images, train)  -> pooled features (B, 2048·w)
 
-Inputs are float images in [0, 1], (B, H, W, 3), with no mean/std normalisation (as SimCLR).
+Inputs are float images in [0, 1], (B, H, W, 3), with no mean/std normalisation (as SimCLR;
+`input_mean`/`input_std` standardise inside the model for imported torchvision weights).
 Batch norm follows SimCLR: decay 0.9, ε 1e-5, and the last BN of every residual block starts
 with γ = 0 so that each block starts as the identity (`zero_init_residual=False`: γ = 1, the
 PyTorch default). Under `jax.jit` with a batch-sharded input
@@ -46,6 +47,11 @@ BN_EPSILON = 1e-5
 # TF SimCLR's resnet.py uses tf.keras.initializers.VarianceScaling() instead: scale 1, fan-in,
 # normal truncated at 2σ, with std √(1 / (kh·kw·in)) after truncation.
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+# "same": TF's SAME padding (the project's default). "symmetric": (k−1)//2 on every side, as
+# torchvision's convolutions and max-pool (and TF SimCLR's fixed padding): on even-sized inputs a
+# strided SAME conv pads (lo, hi) = (k//2 − 1, k//2), one pixel off torchvision's grid, so
+# imported torchvision weights need "symmetric" to compute the same function.
+PADDINGS = ("same", "symmetric")
 
 
 def check_depth(depth: int) -> tuple[tuple[int, ...], bool]:
@@ -179,12 +185,22 @@ class ResNet(nn.Module):
   dtype: Any = jnp.float32
   base_width: int = 64
   zero_init_residual: bool = True
+  padding: str = "same"                          # see PADDINGS
+  # Per-channel (mean, std) standardisation of the [0, 1] input inside the model, for weights
+  # trained on standardised images (torchvision's ImageNet models); None: none (SimCLR).
+  input_mean: tuple[float, ...] | None = None
+  input_std: tuple[float, ...] | None = None
 
   @nn.compact
   def __call__(self, images, train: bool):
     stage_sizes, bottleneck = check_depth(self.depth)
-    conv = functools.partial(nn.Conv, use_bias=False, padding="SAME", kernel_init=conv_init,
-                             dtype=self.dtype, conv_general_dilated=conv2d)
+    symmetric = self.padding == "symmetric"
+
+    def conv(features, kernel_size, strides=1, **kwargs):
+      pad = tuple(((k - 1) // 2,) * 2 for k in kernel_size) if symmetric else "SAME"
+      return nn.Conv(features, kernel_size, strides, padding=pad, use_bias=False,
+                     kernel_init=conv_init, dtype=self.dtype, conv_general_dilated=conv2d,
+                     **kwargs)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=BN_MOMENTUM,
                              epsilon=BN_EPSILON, dtype=self.dtype)
     block = BottleneckBlock if bottleneck else BasicBlock
@@ -192,13 +208,16 @@ class ResNet(nn.Module):
     width = self.base_width * self.width_multiplier
 
     x = jnp.asarray(images, self.dtype)
+    if self.input_mean is not None:
+      x = (x - jnp.asarray(self.input_mean, self.dtype)) / jnp.asarray(self.input_std, self.dtype)
     if self.small_stem:
       x = conv(width, (3, 3), name="stem_conv")(x)
       x = nn.relu(norm(name="stem_bn")(x))
     else:
       x = conv(width, (7, 7), (2, 2), name="stem_conv")(x)
       x = nn.relu(norm(name="stem_bn")(x))
-      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+      x = nn.max_pool(x, (3, 3), strides=(2, 2),
+                      padding=((1, 1), (1, 1)) if symmetric else "SAME")
     for stage, num_blocks in enumerate(stage_sizes):
       stage_stride = 1 if stage == 0 else (self.layer4_stride if stage == 3 else 2)
       for b in range(num_blocks):
@@ -219,8 +238,8 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 def build_resnet(spec, *, num_classes: int | None = None, layer4_stride: int = 2,
                  zero_init_residual: bool = True, section: str = "model") -> ResNet:
   """The one ResNet builder: from a config section or a run's model.json "backbone" entry
-  (depth, width_multiplier, small_stem, base_width, dtype); bad values are ConfigErrors naming
-  `<section>.<key>`."""
+  (depth, width_multiplier, small_stem, base_width, dtype, padding, input_mean/input_std); bad
+  values are ConfigErrors naming `<section>.<key>`."""
   depth = int(spec["depth"])
   if depth not in STAGES:
     raise ConfigError(f"{section}.depth {depth} is not one of {sorted(STAGES)}",
@@ -232,8 +251,21 @@ def build_resnet(spec, *, num_classes: int | None = None, layer4_stride: int = 2
   for key in ("width_multiplier", "base_width"):
     if int(spec.get(key, 1)) < 1:
       raise ConfigError(f"{section}.{key} must be positive", field=f"{section}.{key}")
+  padding = spec.get("padding", "same")
+  if padding not in PADDINGS:
+    raise ConfigError(f"{section}.padding must be one of {PADDINGS}, got {padding!r}",
+                      field=f"{section}.padding")
+  norm = {k: spec.get(k) for k in ("input_mean", "input_std")}
+  for key, value in norm.items():
+    if value is not None and (len(value) != 3 or (key == "input_std" and min(value) <= 0)):
+      raise ConfigError(f"{section}.{key} must be 3 per-channel values (std > 0), got {value!r}",
+                        field=f"{section}.{key}")
+  if (norm["input_mean"] is None) != (norm["input_std"] is None):
+    raise ConfigError(f"{section}.input_mean and input_std go together",
+                      field=f"{section}.input_std")
+  norm = {k: None if v is None else tuple(float(x) for x in v) for k, v in norm.items()}
   return ResNet(depth=depth, width_multiplier=int(spec.get("width_multiplier", 1)),
                 small_stem=bool(spec.get("small_stem", False)),
                 base_width=int(spec.get("base_width", 64)), dtype=DTYPES[dtype],
                 num_classes=num_classes, layer4_stride=layer4_stride,
-                zero_init_residual=zero_init_residual)
+                zero_init_residual=zero_init_residual, padding=padding, **norm)
