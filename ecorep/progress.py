@@ -1,4 +1,8 @@
-"""Progress reporting: a tqdm bar on the main process, silent elsewhere."""
+"""Progress reporting: a tqdm bar on the main process, silent elsewhere.
+
+In Jupyter or Colab the bar is tqdm's widget (ipywidgets, the `notebooks` extra), redrawn twice a
+second and kept when done; tests/test_notebooks.py checks both in executed notebooks.
+"""
 from __future__ import annotations
 
 import sys
