@@ -206,3 +206,29 @@ class Taxonomy:
       raise TaxonomyError(f"cycle among {stranded[:5]}: no leaf leads to these nodes",
                           file=source, field="parent")
     return cls.from_table(rows, levels, label_set=label_set, source=source)
+
+  @classmethod
+  def from_file(cls, path: str | os.PathLike, levels: Sequence[str] | None = None, *,
+                label_set: Sequence[str] | None = None) -> "Taxonomy":
+    """Either layout, told apart by the header: a `parent` column means (child, parent) rows
+    (the child column is `child`, `name` or `id`; `levels` required), otherwise a level table
+    (from_csv)."""
+    path = os.fspath(path)
+    try:
+      with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        rows = list(reader) if "parent" in header else None
+    except OSError as e:
+      raise TaxonomyError(f"cannot read the hierarchy ({e.strerror})", file=path) from e
+    if rows is None:
+      return cls.from_csv(path, levels, label_set=label_set)
+    child = next((c for c in ("child", "name", "id") if c in header), None)
+    if child is None:
+      raise TaxonomyError(f"a parent-edge file needs a child/name/id column; header: {header}",
+                          file=path, row=1, field="child")
+    if not levels:
+      raise TaxonomyError("a parent-edge file needs the names of its levels (coarsest first)",
+                          file=path, field="levels")
+    edges = [(r.get(child) or "", r.get("parent") or "") for r in rows]
+    return cls.from_edges(edges, levels, label_set=label_set, source=path)

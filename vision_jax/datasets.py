@@ -175,12 +175,46 @@ def read_idx(path: str) -> np.ndarray:
   return body.reshape(shape)
 
 
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot")
+# A three-level hierarchy over the garments, written here for the granularity protocol (the
+# data set's release has none): group > type > item.
+FASHION_MNIST_HIERARCHY = (
+    ("group", "type", "item"),
+    (("clothing", "top", "T-shirt/top"), ("clothing", "bottom", "Trouser"),
+     ("clothing", "top", "Pullover"), ("clothing", "dress", "Dress"),
+     ("clothing", "top", "Coat"), ("accessory", "footwear", "Sandal"),
+     ("clothing", "top", "Shirt"), ("accessory", "footwear", "Sneaker"),
+     ("accessory", "bag", "Bag"), ("accessory", "footwear", "Ankle boot")))
+
+
 DATASETS = {
     "mnist_5k": DatasetInfo("mnist_5k", mnist_5k, True, 28),
     "sklearn_digits": DatasetInfo("sklearn_digits", sklearn_digits, True, 8),
     "skimage_photos": DatasetInfo("skimage_photos", skimage_photos, True, 32),
     "fashion_mnist": DatasetInfo("fashion_mnist", fashion_mnist, True, 28),
 }
+
+
+def class_names(name: str) -> list[str]:
+  """Names of a bundled set's classes, in label order."""
+  if name == "fashion_mnist":
+    return list(FASHION_MNIST_CLASSES)
+  if name == "skimage_photos":
+    return [os.path.splitext(os.path.basename(p))[0] for p in skimage_photo_paths()]
+  if name in ("mnist_5k", "sklearn_digits"):
+    return [str(d) for d in range(10)]
+  raise VisionInputError(f"unknown dataset '{name}'", field="dataset")
+
+
+def hierarchy(name: str):
+  """The label hierarchy of a bundled set (an ecorep.taxonomy.Taxonomy), or None."""
+  if name != "fashion_mnist":
+    return None
+  from ecorep.taxonomy import Taxonomy
+  levels, rows = FASHION_MNIST_HIERARCHY
+  return Taxonomy.from_table(rows, levels, label_set=FASHION_MNIST_CLASSES,
+                             source="vision_jax.datasets.FASHION_MNIST_HIERARCHY")
 
 
 def load(name: str, split: str = "train") -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,8 @@ seeded with (seed, step, position), so a batch is a pure function of its step an
 exactly for any number of workers. Decoding and cropping run on the host (threads, or worker
 processes with worker_count > 0); flips, colour and blur run on the device (vision_jax.augment).
 
-Evaluation: every example exactly once, in order; the last batch is padded and carries a mask.
+Evaluation: every example exactly once, in order; the last batch is padded and carries a mask;
+an unreadable image can keep its row, flagged, instead of stopping the pass (on_error="mark").
 """
 from __future__ import annotations
 
@@ -85,16 +86,21 @@ def pretrain_iterator(source, *, global_batch_size: int, image_size: int, seed: 
                         process_index=process_index, process_count=process_count)
 
 
-def eval_preprocess(image: np.ndarray, image_size: int, small_image: bool) -> np.ndarray:
-  """uint8 (H, W, 3) -> (S, S, 3). Large images: bicubic resize of the short side to S/0.875,
-  centre crop S (256 -> 224). Small images: bicubic resize of the whole image to S x S."""
+def eval_preprocess(image: np.ndarray, image_size: int, small_image: bool,
+                    resize_short: int | None = None) -> np.ndarray:
+  """uint8 (H, W, 3) -> (S, S, 3). Large images: bicubic resize of the short side to
+  `resize_short` (default S/0.875: 256 for S = 224, the seed's transform), centre crop S.
+  Small images: bicubic resize of the whole image to S x S."""
   pil = Image.fromarray(image)
   if small_image:
     if image.shape[:2] == (image_size, image_size):
       return image
     return np.asarray(pil.resize((image_size, image_size), Image.Resampling.BICUBIC))
   h, w = image.shape[:2]
-  short = int(round(image_size / EVAL_CROP_FRACTION))
+  short = int(round(image_size / EVAL_CROP_FRACTION)) if resize_short is None else resize_short
+  if short < image_size:
+    raise VisionInputError(f"resize_short {short} is smaller than the crop {image_size}",
+                           field="resize_short")
   scale = short / min(h, w)
   new_w, new_h = max(short, int(round(w * scale))), max(short, int(round(h * scale)))
   resized = np.asarray(pil.resize((new_w, new_h), Image.Resampling.BICUBIC))
@@ -102,41 +108,63 @@ def eval_preprocess(image: np.ndarray, image_size: int, small_image: bool) -> np
   return resized[top:top + image_size, left:left + image_size]
 
 
+ON_ERROR = ("raise", "mark")
+
+
 @dataclasses.dataclass
 class EvalBatches:
-  """Random access: item t is this process's part of eval batch t, padded past the end."""
+  """Random access: item t is this process's part of eval batch t, padded past the end.
+
+  on_error="mark": an item whose read raises is not dropped or replaced: its row keeps its
+  place with a zero image, failed=True and the reason in `error` (the caller counts it).
+  """
   source: Any
   batch_size: int
   image_size: int
   small_image: bool
   process_index: int = 0
   process_count: int = 1
+  resize_short: int | None = None
+  on_error: str = "raise"
 
   def __post_init__(self):
     if self.batch_size % self.process_count:
       raise VisionInputError(f"eval batch {self.batch_size} does not split over "
                              f"{self.process_count} processes", field="batch_size")
+    if self.on_error not in ON_ERROR:
+      raise VisionInputError(f"on_error must be one of {ON_ERROR}, got {self.on_error!r}",
+                             field="on_error")
     self.local_batch_size = self.batch_size // self.process_count
 
   def __len__(self) -> int:
     return -(-len(self.source) // self.batch_size)
 
-  def __getitem__(self, t: int) -> dict[str, np.ndarray]:
+  def __getitem__(self, t: int) -> dict[str, Any]:
     s, n = self.image_size, self.local_batch_size
     out = {"image": np.zeros((n, s, s, 3), np.uint8), "label": np.zeros((n,), np.int32),
-           "mask": np.zeros((n,), bool), "index": np.full((n,), -1, np.int64)}
+           "mask": np.zeros((n,), bool), "index": np.full((n,), -1, np.int64),
+           "failed": np.zeros((n,), bool), "error": [""] * n}
     first = int(t) * self.batch_size + self.process_index * n
     for k, i in enumerate(range(first, min(first + n, len(self.source)))):
-      item = self.source[i]
-      out["image"][k] = eval_preprocess(item["image"], s, self.small_image)
-      out["label"][k], out["mask"][k], out["index"][k] = item["label"], True, i
+      out["mask"][k], out["index"][k] = True, i
+      try:
+        item = self.source[i]
+        out["image"][k] = eval_preprocess(item["image"], s, self.small_image, self.resize_short)
+      except Exception as e:  # any reader or decoder failure of this one item
+        if self.on_error == "raise":
+          raise
+        out["failed"][k], out["error"][k] = True, str(e)
+        continue
+      out["label"][k] = item["label"]
     return out
 
 
 def eval_iterator(source, *, batch_size: int, image_size: int, small_image: bool,
                   num_threads: int = 2, process_index: int | None = None,
-                  process_count: int | None = None):
-  """Yields {'image': uint8 (B, S, S, 3), 'label', 'mask': bool, 'index': int64 (-1 = pad)}.
+                  process_count: int | None = None, resize_short: int | None = None,
+                  on_error: str = "raise"):
+  """Yields {'image': uint8 (B, S, S, 3), 'label', 'mask': bool, 'index': int64 (-1 = pad),
+  'failed': bool, 'error': [str]} (see EvalBatches for on_error).
 
   Every example appears exactly once across batches (and processes); nothing is dropped.
   """
@@ -146,7 +174,7 @@ def eval_iterator(source, *, batch_size: int, image_size: int, small_image: bool
     import jax
     process_index, process_count = jax.process_index(), jax.process_count()
   batches = EvalBatches(source, batch_size, image_size, small_image, process_index,
-                        process_count)
+                        process_count, resize_short, on_error)
   return iter(grain.MapDataset.source(batches).to_iter_dataset(
       grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=max(2, num_threads))))
 

@@ -135,14 +135,24 @@ def setup_run(cfg: ml_collections.ConfigDict, *, num_examples: int, num_classes:
 
 
 def build_source(data_cfg):
-  """The image source a data config names: a bundled dataset or an image folder."""
+  """The image source a data config names: a bundled dataset, an image folder, or ArrayRecord
+  shards (a file, or a folder of *.array_record files read in name order, as
+  `python -m vision_jax.corrupt --format=array_record` writes them)."""
   from vision_jax import datasets, sources
+  if data_cfg.dataset in ("folder", "array_record") and not data_cfg.root:
+    raise ConfigError(f"data.dataset='{data_cfg.dataset}' needs data.root", field="data.root")
   if data_cfg.dataset == "folder":
-    if not data_cfg.root:
-      raise ConfigError("data.dataset='folder' needs data.root", field="data.root")
     return sources.ImageFolderSource(data_cfg.root)
+  if data_cfg.dataset == "array_record":
+    root = data_cfg.root
+    if not os.path.isdir(root):
+      return sources.ArrayRecordSource(root)
+    shards = sorted(os.path.join(root, f) for f in os.listdir(root) if f.endswith(".array_record"))
+    if not shards:
+      raise ConfigError(f"no *.array_record files in {root}", field="data.root")
+    return sources.ArrayRecordSource(shards)
   if data_cfg.dataset not in datasets.DATASETS:
-    raise ConfigError(f"unknown data.dataset '{data_cfg.dataset}'; known: folder, "
+    raise ConfigError(f"unknown data.dataset '{data_cfg.dataset}'; known: folder, array_record, "
                       + ", ".join(sorted(datasets.DATASETS)), field="data.dataset")
   images, labels = datasets.DATASETS[data_cfg.dataset].loader(data_cfg.split)
   return sources.ArraySource(images, labels)

@@ -8,8 +8,6 @@ objective of scikit-learn's LogisticRegression with C = 1/(l2·N); the bias is n
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 from typing import Any
 
@@ -20,8 +18,8 @@ import numpy as np
 import optax
 
 from ecorep import trainer
-from ecorep.io import atomic_write
 from ecorep.mesh import batch_sharding, data_mesh, replicated, shard_batch
+from vision_jax import features as features_lib
 from vision_jax.errors import VisionInputError
 from vision_jax.heads import LinearHead
 from vision_jax.input_pipeline import eval_iterator, pretrain_iterator
@@ -56,70 +54,51 @@ def label_subset(labels: np.ndarray, *, label_fraction: float | None = None,
 
 # ------------------------------------------------------------------------------------- features
 
-def _digest(variables: Any) -> str:
-  h = hashlib.blake2b(digest_size=16)
-  for path, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]:
-    h.update(jax.tree_util.keystr(path).encode())
-    h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
-  return h.hexdigest()
-
-
 def extract_features(encoder, source_or_images, batch_size: int = 256,
                      cache_path: str | os.PathLike | None = None, *, dataset: str = "",
                      run_dir: str | None = None, small_image: bool | None = None,
-                     num_threads: int = 2) -> np.ndarray:
-  """Frozen features (N, D) float32, rows in source order.
+                     num_threads: int = 2, resize_short: int | None = None,
+                     overwrite: bool = False) -> np.ndarray:
+  """Frozen features (N, D) float32, rows in source order (vision_jax.features.compute).
 
-  Images go through the evaluation transform (resize short side to S/0.875 + centre crop S, or a
-  plain resize to S for small images; default: small when the encoder has the small stem). With
-  `cache_path` the features are stored in an npz keyed by the run directory, checkpoint step,
-  dataset name, example count, transform and a digest of the encoder's variables; a cache whose
-  key differs is recomputed and overwritten. Every process computes all the features.
+  Images go through the evaluation transform (resize short side to `resize_short`, default
+  S/0.875, + centre crop S; or a plain resize to S for small images; default: small when the
+  encoder has the small stem). With `cache_path` the features are stored with the encoder's
+  identity (architecture + digest of its variables), the data set (name, example count) and the
+  transform; a cache written by another encoder or for other data raises VisionInputError
+  naming it (`overwrite=True` replaces it). An unreadable image raises VisionInputError.
   """
   source = source_or_images
   if isinstance(source_or_images, np.ndarray):
     source = ArraySource(source_or_images, np.zeros(len(source_or_images), np.int32))
-  if small_image is None:
-    small_image = bool(getattr(encoder.module, "small_stem", False))
-  size = int(encoder.image_size)
   run_dir = os.path.abspath(run_dir) if run_dir else getattr(encoder, "run_dir", None)
-  key = json.dumps({"run_dir": run_dir,
-                    "step": getattr(encoder, "step", None), "dataset": dataset,
-                    "num_examples": len(source), "image_size": size,
-                    "small_image": small_image, "variables": _digest(encoder.variables)},
-                   sort_keys=True)
-  if cache_path is not None and os.path.isfile(cache_path):
-    try:
-      with np.load(cache_path) as cached:
-        if str(cached["key"]) == key:
-          return cached["features"]
-    except (OSError, ValueError, KeyError):  # unreadable cache: recompute
-      pass
-  chunks = []
-  for batch in eval_iterator(source, batch_size=batch_size, image_size=size,
-                             small_image=small_image, num_threads=num_threads, process_index=0,
-                             process_count=1):
-    feats = np.asarray(encoder.features(batch["image"], batch_size=batch_size), np.float32)
-    chunks.append(feats[batch["mask"]])
-  features = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
-  if cache_path is not None:
-    def write(tmp):
-      with open(tmp, "wb") as f:
-        np.savez(f, features=features, key=np.asarray(key))
-    atomic_write(cache_path, write)
-  return features
+  result = features_lib.compute(
+      encoder, source, data=features_lib.data_identity(dataset, len(source)),
+      batch_size=batch_size, small_image=small_image, resize_short=resize_short,
+      cache_path=cache_path, overwrite=overwrite, on_error="raise", num_threads=num_threads,
+      info={"run_dir": run_dir, "step": getattr(encoder, "step", None)})
+  if result.failed.size:  # a cache written with on_error="mark"
+    raise VisionInputError(f"{result.failed.size} image(s) could not be read: "
+                           f"{result.failures[0]}", file=cache_path,
+                           row=int(result.failed[0]))
+  return result.features
 
 
 # ---------------------------------------------------------------------------------- linear probe
 
-def _cross_entropy(params, x, y):
+def _cross_entropy(params, x, y, weights=None, class_bias=None):
   logits = x @ params["w"] + params["b"]
-  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+  if class_bias is not None:
+    logits = logits + class_bias
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+  if weights is None:
+    return jnp.mean(losses)
+  return jnp.sum(losses * weights) / jnp.sum(weights)
 
 
-def _fit_lbfgs(x, y, num_classes, l2, max_iter, tol):
+def _fit_lbfgs(x, y, weights, class_bias, num_classes, l2, max_iter, tol):
   def loss(p):
-    return _cross_entropy(p, x, y) + 0.5 * l2 * jnp.sum(p["w"] ** 2)
+    return _cross_entropy(p, x, y, weights, class_bias) + 0.5 * l2 * jnp.sum(p["w"] ** 2)
   opt = optax.lbfgs()
   value_and_grad = optax.value_and_grad_from_state(loss)
 
@@ -137,6 +116,34 @@ def _fit_lbfgs(x, y, num_classes, l2, max_iter, tol):
   params = {"w": jnp.zeros((x.shape[1], num_classes)), "b": jnp.zeros((num_classes,))}
   params, _ = jax.lax.while_loop(keep_going, step, (params, opt.init(params)))
   return params
+
+
+_FIT_LBFGS = jax.jit(_fit_lbfgs, static_argnums=4)  # the class count sets the shapes
+
+
+def _pow2(n: int, least: int) -> int:
+  return max(least, 1 << (max(n, 1) - 1).bit_length())
+
+
+def _lbfgs_padded(x, y, num_classes, l2, max_iter, tol):
+  """L-BFGS on rows, features and classes zero-padded to powers of two (at least 2048 rows, 64
+  features, 16 classes), so that label-budget curves, hierarchy levels and encoders of one
+  width share one compiled solver (a compile takes seconds to tens of seconds on a CPU; a
+  solve of a small problem milliseconds). Padded rows weigh 0; padded features are 0 (their
+  weights get no gradient but the L2 term: they stay 0); padded classes get a -1e9 logit
+  offset (probability 0). The real parameters follow the unpadded problem's iterates: the
+  padding adds only zeros to every inner product."""
+  n, d = x.shape
+  rows, dims, classes = _pow2(n, 2048), _pow2(d, 64), _pow2(num_classes, 16)
+  xp = np.zeros((rows, dims), np.float32)
+  xp[:n, :d] = x
+  yp = np.zeros(rows, np.int32)
+  yp[:n] = y
+  weights = (np.arange(rows) < n).astype(np.float32)
+  class_bias = np.where(np.arange(classes) < num_classes, 0.0, -1e9).astype(np.float32)
+  params = _FIT_LBFGS(xp, yp, weights, class_bias, classes, l2, max_iter, tol)
+  return {"w": np.asarray(params["w"])[:d, :num_classes],  # sliced on the host: eager jax ops
+          "b": np.asarray(params["b"])[:num_classes]}     # would compile for every new shape
 
 
 def _fit_sgd(x, y, key, num_classes, l2, lr, momentum, epochs, batch_size):
@@ -170,9 +177,11 @@ def linear_probe(train_feats, train_labels, test_feats, test_labels, *, method: 
                  epochs: int = 90, lr: float | None = None, batch_size: int = 1024,
                  momentum: float = 0.9, l2: float = 0.0, max_iter: int = 500, tol: float = 1e-5,
                  label_fraction: float | None = None, labels_per_class: int | None = None,
-                 num_classes: int | None = None, seed: int = 0) -> dict[str, Any]:
+                 num_classes: int | None = None, seed: int = 0,
+                 return_test_probs: bool = False) -> dict[str, Any]:
   """Trains softmax regression on (a label subset of) the training features; returns top1, top5
-  (fractions) on test and train, the sizes, and the final training objective."""
+  (fractions) on test and train, the sizes, and the final training objective; with
+  `return_test_probs` also "test_probs", the (N_test, C) class probabilities (float64)."""
   train_feats, test_feats = np.asarray(train_feats, np.float32), np.asarray(test_feats, np.float32)
   train_labels, test_labels = np.asarray(train_labels), np.asarray(test_labels)
   if train_feats.ndim != 2 or test_feats.ndim != 2 or train_feats.shape[1] != test_feats.shape[1]:
@@ -193,8 +202,7 @@ def linear_probe(train_feats, train_labels, test_feats, test_labels, *, method: 
   std = np.where(std > 1e-6, std, 1.0)  # constant features stay zero, not inf
   x, x_test = (x - mean) / std, (test_feats - mean) / std
   if method == "lbfgs":
-    fit = jax.jit(_fit_lbfgs, static_argnums=(2, 4))
-    params = fit(x, y, num_classes, l2, max_iter, tol)
+    params = _lbfgs_padded(x, y, num_classes, l2, max_iter, tol)
   else:
     batch_size = min(batch_size, len(x))
     lr = 0.1 * batch_size / 256 if lr is None else lr
@@ -202,11 +210,20 @@ def linear_probe(train_feats, train_labels, test_feats, test_labels, *, method: 
     params = fit(x, y, jax.random.key(seed), num_classes, l2, lr, momentum, epochs, batch_size)
   w, b = np.asarray(params["w"]), np.asarray(params["b"])
   train_logits, test_logits = x @ w + b, x_test @ w + b
-  objective = float(_cross_entropy(params, x, y) + 0.5 * l2 * np.sum(w ** 2))
-  return {"top1": _topk(test_logits, test_labels, 1), "top5": _topk(test_logits, test_labels, 5),
-          "train_top1": _topk(train_logits, y, 1), "train_objective": objective,
-          "num_train": int(len(y)), "num_test": int(len(test_labels)),
-          "num_classes": int(num_classes), "method": method}
+  logits = train_logits.astype(np.float64)  # the objective in numpy: no per-shape compiles
+  top = logits.max(axis=1, keepdims=True)
+  log_z = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+  objective = float(np.mean(log_z - logits[np.arange(len(y)), y]) + 0.5 * l2 * np.sum(w ** 2))
+  out = {"top1": _topk(test_logits, test_labels, 1), "top5": _topk(test_logits, test_labels, 5),
+         "train_top1": _topk(train_logits, y, 1), "train_objective": objective,
+         "num_train": int(len(y)), "num_test": int(len(test_labels)),
+         "num_classes": int(num_classes), "method": method}
+  if return_test_probs:
+    logits = test_logits.astype(np.float64)
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    out["test_probs"] = probs / probs.sum(axis=1, keepdims=True)
+  return out
 
 
 # ------------------------------------------------------------------------------------ fine-tune

@@ -302,6 +302,36 @@ class ImageFolderSource(_FallbackReads, _Source):
     return self.paths[i]
 
 
+class FileListSource(_Source):
+  """Image files listed by a data set's annotation files (paths and labels given).
+
+  For evaluation: a file that cannot be read raises VisionInputError naming it (never another
+  item in its place), so the caller decides how to count it. `missing()` lists the paths that
+  do not exist, without decoding anything.
+  """
+
+  def __init__(self, paths: Sequence[str | os.PathLike], labels: Sequence[int]):
+    labels = np.asarray(labels)
+    if len(paths) != len(labels):
+      raise VisionInputError(f"{len(paths)} paths but {len(labels)} labels", field="labels")
+    if labels.size and (labels.dtype.kind not in "iu" or labels.min() < 0):
+      raise VisionInputError("labels must be non-negative integers", field="labels")
+    self.paths = [os.fspath(p) for p in paths]
+    self.labels = labels.astype(np.int32)
+
+  def missing(self) -> list[str]:
+    return [p for p in self.paths if not os.path.isfile(p)]
+
+  def __getitem__(self, i: int) -> dict[str, Any]:
+    i = self._check_index(i)
+    try:
+      image = decode(self.paths[i])
+    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, ...
+      reason = "file not found" if isinstance(e, FileNotFoundError) else f"cannot decode ({e})"
+      raise VisionInputError(reason, file=self.paths[i], row=i) from e
+    return {"image": image, "label": self.labels[i]}
+
+
 def _walk(directory: str) -> list[str]:
   out = []
   for dirpath, dirnames, filenames in os.walk(directory, followlinks=True):

@@ -15,6 +15,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ecorep.checkpoint import Checkpointer
 from vision_jax import datasets, encoder as encoder_lib, input_pipeline, linear_eval, probe
+from vision_jax import features as features_lib
 from vision_jax.errors import VisionInputError
 from vision_jax.resnet import ResNet
 from vision_jax.sources import ArraySource
@@ -105,29 +106,29 @@ def test_probe_input_errors(digits):
     probe.linear_probe(f, y, ft, yt, method="adam")
 
 
-def test_feature_cache_hits_and_invalidates(tmp_path, tiny_encoder, monkeypatch):
+def test_feature_cache_hits_and_refuses_another_encoder(tmp_path, tiny_encoder, monkeypatch):
   module, variables = tiny_encoder
   enc = encoder_lib.Encoder(module, variables, SIZE, step=5)
   images, labels = datasets.mnist_5k("test")
   source = ArraySource(images[:40], labels[:40])
-  calls = []
-  real = enc.features
-  monkeypatch.setattr(enc, "features", lambda *a, **k: calls.append(1) or real(*a, **k))
   cache = tmp_path / "feats.npz"
   first = probe.extract_features(enc, source, 16, cache, dataset="mnist_5k/test")
-  direct = real(np.stack([input_pipeline.eval_preprocess(im, SIZE, True) for im in images[:40]]))
+  direct = enc.features(np.stack([input_pipeline.eval_preprocess(im, SIZE, True)
+                                  for im in images[:40]]))
   np.testing.assert_allclose(first, direct, rtol=1e-5, atol=1e-6)  # rows in source order
-  assert first.shape == (40, 64) and len(calls) == 3  # 16 + 16 + 8 (padded)
+  assert first.shape == (40, 64)
+  calls = []
+  monkeypatch.setattr(features_lib, "_forward", lambda *a: calls.append(a))
   again = probe.extract_features(enc, source, 16, cache, dataset="mnist_5k/test")
   np.testing.assert_array_equal(again, first)
-  assert len(calls) == 3  # served from the cache
-  enc.step = 6  # another checkpoint: the cache no longer applies
-  probe.extract_features(enc, source, 16, cache, dataset="mnist_5k/test")
-  assert len(calls) == 6
-  with np.load(cache) as stored:
-    assert json.loads(str(stored["key"]))["step"] == 6
-  probe.extract_features(enc, source, 16, cache, dataset="mnist_5k/train")
-  assert len(calls) == 9  # another dataset under the same path
+  assert not calls  # served from the cache
+  other = encoder_lib.Encoder(module, jax.tree.map(lambda a: a * 1.5, variables), SIZE, step=5)
+  with pytest.raises(VisionInputError, match="written by another encoder"):
+    probe.extract_features(other, source, 16, cache, dataset="mnist_5k/test")
+  with pytest.raises(VisionInputError, match="field 'data'"):  # another dataset, same path
+    probe.extract_features(enc, source, 16, cache, dataset="mnist_5k/train")
+  assert not calls
+  monkeypatch.undo()
   arrays = probe.extract_features(enc, images[:40], 16)  # arrays work without a source
   np.testing.assert_allclose(arrays, first, rtol=1e-5, atol=1e-6)
 

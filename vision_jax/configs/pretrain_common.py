@@ -1,7 +1,7 @@
 """The config layout every pretraining family shares (configs/{simclr,byol,moco,supervised}.py).
 
-  data        dataset ('folder' with root, or a bundled set), split, image_size, worker_count,
-              crop_scale and crop_sampler (the host random resized crop)
+  data        dataset ('folder' or 'array_record' with root, or a bundled set), split, image_size,
+              worker_count, crop_scale and crop_sampler (the host random resized crop)
   model       ResNet: depth, width_multiplier, small_stem, base_width, dtype (float32|bfloat16)
   objective   the objective's own fields (e.g. temperature)
   augment     vision_jax.augment.Policy fields
@@ -29,7 +29,9 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.seed = 0
 
   c.data = ml_collections.ConfigDict()
-  c.data.dataset = "folder"   # 'folder' (data.root = <root>/<class>/<images>) or a bundled set
+  # 'folder' (data.root = <root>/<class>/<images>), 'array_record' (data.root = a file or a
+  # folder of *.array_record shards), or a bundled set
+  c.data.dataset = "folder"
   c.data.root = ""
   c.data.split = "train"
   c.data.image_size = 224
