@@ -2,7 +2,9 @@
 
 Rows: the best discretized grid (H3 resolution chosen on S&T validation MAP), logistic regression
 on coords / env / env+coords, and SINR (ResidualFCNet) over losses (AN-SSDL/SLDS/full, ME-*),
-inputs (coords/env/env+coords) and per-class caps (10/100/1000/all). Columns: S&T test MAP, IUCN
+inputs (coords/env/env+coords) and per-class caps (10/100/1000/all), and L_GP (the geo prior's
+loss, coordinates only: through SINR's pipeline, and through the geo-prior family with its
+photographer terms; `--rows=gp` runs just those next to AN-full). Columns: S&T test MAP, IUCN
 MAP, Geo Prior Δtop-1, Geo Feature mean test R², from `sinr_jax.evaluators` on the simulated
 equivalents of the four tasks generated from the same world.
 
@@ -13,7 +15,7 @@ observations, truth on H3 res-3 cells), and every trained row gets the same opti
 steps: here the caps differ only in the data they see).
 
   python benchmarks/sinr_table.py [--workdir=runs/table] [--species=300] [--steps=400]
-      [--batch=1024] [--rows=all|quick] [--no_record] [--summary_json=F]
+      [--batch=1024] [--rows=all|quick|caps|gp] [--no_record] [--summary_json=F]
 """
 from __future__ import annotations
 
@@ -48,7 +50,12 @@ SINR_ROWS = (
     + [("sinr", l, "coords", "cap1000")
        for l in ("an_ssdl", "an_slds", "an_full", "me_ssdl", "me_slds", "me_full")]
     + [("sinr", "an_full", i, "cap1000") for i in ("env", "env_coords")]
-    + [("sinr", "an_full", "coords", c) for c in ("cap10", "cap100", "capall")])
+    + [("sinr", "an_full", "coords", c) for c in ("cap10", "cap100", "capall")]
+    + [("sinr", "gp", "coords", "cap1000"), ("geo_prior", "gp", "coords", "cap1000")])
+# L_GP (seed chapter 7): through SINR's pipeline (no photographers in its batches, λ = S) and
+# through the geo-prior family without dates (photographer terms on, the world's user_id column).
+GP_ROWS = (("sinr", "an_full", "coords", "cap1000"), ("sinr", "gp", "coords", "cap1000"),
+           ("geo_prior", "gp", "coords", "cap1000"))
 CAP_ROWS = tuple(("sinr", "an_full", "coords", c) for c in ("cap10", "cap100", "cap1000", "capall"))
 QUICK_ROWS = (("lr", "an_full", "coords", "cap1000"), ("sinr", "an_ssdl", "coords", "cap1000"),
               ("sinr", "an_full", "coords", "cap1000"), ("sinr", "me_full", "coords", "cap1000"),
@@ -59,6 +66,16 @@ def run_config(args, loss, inp, cap, world_dir, batch=None):
   return load_config(os.path.join(ROOT, f"configs/sinr.py:{loss},{inp},{cap}"), [
       f"data.world_dir={world_dir}", f"data.world.num_species={args.species}",
       f"train.batch_size={batch or args.batch}", f"train.max_steps={args.steps}",
+      "train.num_epochs=100000", "train.lr_decay=1.0", "train.log_every=100",
+      f"train.checkpoint_every={args.steps}"])
+
+
+def geo_prior_config(args, cap, world_dir):
+  """The geo-prior family on the table's world file: coordinates only (no date), photographers
+  on, the same cap, steps, batch and constant learning rate as the SINR rows."""
+  return load_config(os.path.join(ROOT, f"configs/geo_prior.py:no_date,{cap}"), [
+      f"data.train_file={os.path.join(world_dir, 'train.csv')}",
+      f"train.batch_size={args.batch}", f"train.max_steps={args.steps}",
       "train.num_epochs=100000", "train.lr_decay=1.0", "train.log_every=100",
       f"train.checkpoint_every={args.steps}"])
 
@@ -119,8 +136,9 @@ def main() -> None:
   p.add_argument("--species", type=int, default=300)
   p.add_argument("--steps", type=int, default=400)
   p.add_argument("--batch", type=int, default=1024)
-  p.add_argument("--rows", choices=("all", "quick", "caps"), default="all",
-                 help="caps: only the AN-full cap sweep (e.g. with a larger --steps), no grid")
+  p.add_argument("--rows", choices=("all", "quick", "caps", "gp"), default="all",
+                 help="caps: only the AN-full cap sweep (e.g. with a larger --steps), no grid; "
+                 "gp: the L_GP rows next to AN-full")
   p.add_argument("--no_record", action="store_true")
   p.add_argument("--summary_json", default="")
   args = p.parse_args()
@@ -148,14 +166,22 @@ def main() -> None:
   t = time.perf_counter()  # best discretized grid, on the cap-1000 training data
   data = load_training_data(base, work)
   grid_note = "not run"
-  if args.rows != "caps":
+  if args.rows not in ("caps", "gp"):
     grid, val = select_resolution(data.lonlat, data.labels, data.class_index,
                                   lambda m: tasks["snt"].run(m)["val_map"])
     grid_note = (f"H3 res {grid.res} (S&T val MAP by res: "
                  + ", ".join(f"{r}: {v:.3f}" for r, v in val.items()) + ")")
     add("grid", "counts", "coords", "cap1000", grid, time.perf_counter() - t, grid_note)
 
-  for model, loss, inp, cap in {"all": SINR_ROWS, "quick": QUICK_ROWS, "caps": CAP_ROWS}[args.rows]:
+  for model, loss, inp, cap in {"all": SINR_ROWS, "quick": QUICK_ROWS, "caps": CAP_ROWS,
+                                "gp": GP_ROWS}[args.rows]:
+    if model == "geo_prior":
+      from sinr_jax.geo_prior.predictor import load as load_geo_prior
+      run_dir, t = os.path.join(work, f"geo_prior_{cap}"), time.perf_counter()
+      train(geo_prior_config(args, cap, world_dir), run_dir)
+      add(model, loss, inp, cap, load_geo_prior(run_dir), time.perf_counter() - t,
+          "L_GP with photographer terms (configs/geo_prior.py:no_date)")
+      continue
     cfg = run_config(args, loss, inp, cap, world_dir)
     n = len(load_training_data(cfg, work).labels)
     if n < args.batch:  # a tiny capped set: the largest power-of-two batch it fills

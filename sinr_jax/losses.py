@@ -11,6 +11,7 @@ Every loss has the keyword signature
 with `emb` (B, D) embeddings of the observed locations, `emb_rand` (B, D) embeddings of random
 locations (None for the SLDS losses, which do not use them), `species_emb` (S, D) the head,
 `labels` (B,) class indices, `key` a PRNG key (SLDS draws its negative species with it).
+`gp` (the geo prior's L_GP) also takes `photographer_emb` (U, D) and `photographers` (B,).
 These shapes are asserted (chex) on entry: a mis-shaped `labels` such as (B, 1) would otherwise
 broadcast into a wrong loss without an error. The checks read static shapes, so they cost nothing
 under jit.
@@ -163,6 +164,46 @@ def _full(*, emb, emb_rand, species_emb, labels, key=None, pos_weight=2048.0, bl
   return total / (batch * num_species)
 
 
+def _gp(*, emb, emb_rand, species_emb, labels, key=None, pos_weight=None, block_size=0,
+        photographer_emb=None, photographers=None):
+  """L_GP of the geo prior (Mac Aodha et al. 2019; seed Eqs. 7.7–7.10), λ = number of classes:
+
+    L_o_loc = mean over B×C of [λ·1(y)·(−log σ(f(x)·O_y)) + 1(not y)·(−log(1 − σ(f(x)·O_c)))]
+              + mean over B×C of −log(1 − σ(f(r)·O_c))          (AN-full with λ = C)
+    L_p_loc = mean over B of −log σ(f(x)·P_u) − log(1 − σ(f(r)·P_u))
+    L_p_o   = mean over B×C of [λ·1(y)·(−log σ(P_u·O_y)) + 1(not y)·(−log(1 − σ(P_u·O_c)))]
+
+  with u the photographer of each observation (`photographers` (B,), rows of
+  `photographer_emb` (U, D)). Without photographers (SINR batches carry none: the coordinates-only
+  row of Table 8.1) only L_o_loc remains. `pos_weight` is ignored: λ is the class count, as the
+  reference sets it. The data, random-location and photographer rows go through the species head
+  in one blocked scan, so with `block_size` > 0 no (B × C) matrix exists, as for an_full.
+  """
+  del key, pos_weight
+  _check_shapes(emb, emb_rand, species_emb, labels)
+  batch, num_classes = emb.shape[0], species_emb.shape[0]
+  lam = float(num_classes)
+  rows, users = [emb, emb_rand], None
+  if photographer_emb is not None:
+    chex.assert_rank(photographer_emb, 2)
+    chex.assert_axis_dimension(photographer_emb, 1, emb.shape[1])
+    chex.assert_shape(photographers, (batch,))
+    chex.assert_type(photographers, int)
+    users = photographer_emb[photographers]
+    rows.append(users)
+  total = full_head_sum(jnp.concatenate(rows, axis=0), species_emb, assume_negative_term,
+                        block_size)
+  # The head sum counted −log(1 − σ) at every observed pair; swap in the weighted positive term.
+  for e in ([emb] if users is None else [emb, users]):
+    z_pos = _pair_logits(e, species_emb, labels)
+    total = total + jnp.sum(lam * neg_log_sigmoid(z_pos) - neg_log_one_minus_sigmoid(z_pos))
+  loss = total / (batch * num_classes)
+  if users is not None:
+    loss = loss + jnp.mean(neg_log_sigmoid(jnp.sum(users * emb, axis=-1))) + jnp.mean(
+        neg_log_one_minus_sigmoid(jnp.sum(users * emb_rand, axis=-1)))
+  return loss
+
+
 LOSSES = {
     "an_ssdl": functools.partial(_ssdl, term=assume_negative_term),
     "an_slds": functools.partial(_slds, term=assume_negative_term),
@@ -170,11 +211,12 @@ LOSSES = {
     "me_ssdl": functools.partial(_ssdl, term=max_entropy_term),
     "me_slds": functools.partial(_slds, term=max_entropy_term),
     "me_full": functools.partial(_full, term=max_entropy_term),
+    "gp": _gp,
 }
 # Reference names for the maximum-entropy losses.
 _ALIASES = {"an_full_me": "me_full", "an_ssdl_me": "me_ssdl", "an_slds_me": "me_slds"}
 # Losses that need a forward pass over random locations.
-USES_RANDOM_LOCATIONS = frozenset({"an_ssdl", "an_full", "me_ssdl", "me_full"})
+USES_RANDOM_LOCATIONS = frozenset({"an_ssdl", "an_full", "me_ssdl", "me_full", "gp"})
 
 
 def get_loss(name: str) -> tuple[str, Callable]:

@@ -100,3 +100,95 @@ def _render(path: str, mask: np.ndarray, image: np.ndarray, taxon, *, threshold,
   fig.tight_layout()
   fig.savefig(path, dpi=110, format="png")  # `path` may be a temporary name
   plt.close(fig)
+
+
+# --- species distribution maps of a study region --------------------------------------------------
+
+def save_sdm_map(model, path: str, *, region=None, obs_lonlat=None, threshold: float | None = None,
+                 threshold_rule: str = "", taxon=None, covariates_at=None, width_px: int = 480,
+                 title: str = "") -> str:
+  """A map cropped to the study region (or, without one, the observations' box), predicted on a
+  grid of `width_px` columns, masked outside the region (land only when the region is), with the
+  observations overlaid and the binary range's edge at `threshold` (named by `threshold_rule`).
+  An ensemble (sinr_jax.ensemble) adds a panel of the members' spread (sd)."""
+  from sinr_jax import region as region_lib
+  obs = None if obs_lonlat is None else np.asarray(obs_lonlat, np.float64).reshape(-1, 2)
+  lon0, lat0, lon1, lat1 = _map_extent(region, obs)
+  glon, glat, shape = _map_grid(lon0, lat0, lon1, lat1, width_px)
+  pts = np.stack([glon, glat], axis=1)
+  inside = region.contains(pts) if region is not None else region_lib.on_land(glon, glat)
+  taxa = None if taxon is None else [int(taxon)]
+  cov = None if covariates_at is None else covariates_at(pts[inside])
+  panels = [("P(presence)", np.full(len(pts), np.nan))]
+  if hasattr(model, "predict_with_spread"):
+    mean, sd = model.predict_with_spread(glon[inside], glat[inside], taxa, covariates=cov)
+    panels[0][1][inside] = mean[:, 0]
+    panels.append(("spread across seeds (sd)", np.full(len(pts), np.nan)))
+    panels[1][1][inside] = sd[:, 0]
+  else:
+    panels[0][1][inside] = model.predict(glon[inside], glat[inside], taxa, covariates=cov)[:, 0]
+  io.atomic_write(path, lambda tmp: _render_sdm(
+      tmp, panels, shape, (lon0, lon1, lat0, lat1), region, obs, threshold, threshold_rule,
+      title))
+  return path
+
+
+def _map_extent(region, obs) -> tuple[float, float, float, float]:
+  if region is not None:
+    lon0, lat0, lon1, lat1 = region.bounds
+  elif obs is not None and len(obs):
+    lon0, lat0 = obs.min(axis=0)
+    lon1, lat1 = obs.max(axis=0)
+  else:
+    raise ValueError("a map needs a region or observations to crop to")
+  pad_lon, pad_lat = max(0.05 * (lon1 - lon0), 0.05), max(0.05 * (lat1 - lat0), 0.05)
+  return (max(lon0 - pad_lon, -180), max(lat0 - pad_lat, -90), min(lon1 + pad_lon, 180),
+          min(lat1 + pad_lat, 90))
+
+
+def _map_grid(lon0, lat0, lon1, lat1, width_px):
+  """Pixel centres, row 0 north; rows sized so that a pixel is square on the ground."""
+  aspect = (lat1 - lat0) / ((lon1 - lon0) * max(np.cos(np.radians((lat0 + lat1) / 2)), 0.05))
+  nx, ny = int(width_px), max(2, int(round(width_px * aspect)))
+  lon = lon0 + (np.arange(nx) + 0.5) * (lon1 - lon0) / nx
+  lat = lat1 - (np.arange(ny) + 0.5) * (lat1 - lat0) / ny
+  glon, glat = np.meshgrid(lon, lat)
+  return glon.ravel(), glat.ravel(), (ny, nx)
+
+
+def _render_sdm(path, panels, shape, extent, region, obs, threshold, rule, title) -> None:
+  ny, nx = shape
+  aspect = 1 / max(np.cos(np.radians((extent[2] + extent[3]) / 2)), 0.05)
+  # Each panel: a 4.2-inch-wide map (pixels square on the ground) + its colour bar + titles.
+  fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 4.2 * ny / nx + 1.0),
+                           squeeze=False)
+  for k, (ax, (name, values)) in enumerate(zip(axes[0], panels)):
+    image = values.reshape(ny, nx)
+    ax.set_facecolor("0.85")
+    vmax = 1.0 if k == 0 else max(float(np.nanmax(image)) if np.isfinite(image).any() else 1, 1e-6)
+    im = ax.imshow(image, extent=extent, origin="upper", vmin=0, vmax=vmax,
+                   cmap="viridis" if k == 0 else "magma", interpolation="nearest", aspect=aspect)
+    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
+    if k == 0 and threshold is not None and np.nanmax(np.nan_to_num(image, nan=-1)) > threshold:
+      xs = np.linspace(extent[0], extent[1], nx)
+      ys = np.linspace(extent[3], extent[2], ny)
+      ax.contour(xs, ys, np.nan_to_num(image, nan=-1.0), levels=[threshold], colors="w",
+                 linewidths=0.8)
+    if region is not None:
+      for rings in region.polygons:
+        for ring in rings:
+          ax.plot(ring[:, 0], ring[:, 1], color="0.2", linewidth=0.6)
+    if obs is not None and len(obs):
+      ax.scatter(obs[:, 0], obs[:, 1], s=2, c="tab:red", linewidths=0, alpha=0.7,
+                 label=f"observations (n={len(obs)})")
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_title(name, fontsize=9)
+    ax.tick_params(labelsize=7)
+  sub = f"range edge (white): P >= {threshold:.3g}, {rule}" if threshold is not None else ""
+  fig.suptitle("\n".join(x for x in (title, sub) if x), fontsize=9)
+  if obs is not None and len(obs):
+    axes[0][0].legend(loc="lower left", fontsize=7, markerscale=3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110, format="png")
+  plt.close(fig)

@@ -9,6 +9,10 @@ What is dropped and what is fatal:
   Blank lines are dropped and counted as "empty_row". Each row counts once, under the first reason
   in `DROP_REASONS` that applies.
 - A taxon id that is not an integer is always fatal: the row's class is unknown.
+- With `crs` named, the coordinate columns hold projected x (east) and y (north) in that CRS and
+  are converted to lon/lat on load (pyproj); a point the projection cannot map is dropped and
+  counted as out of range. The column names are configurable (`Fields`); a one-species file may
+  have no taxon column (`Fields(taxon=None)`, every row gets `default_taxon`).
 - A row with the wrong number of fields (a truncated or mis-delimited file) is always fatal: we
   cannot tell which field moved, and dropping it would hide a cut-off download. A CSV whose last
   line lacks a newline is read with a warning, since a cut inside the last field is otherwise
@@ -34,7 +38,8 @@ import pyarrow.parquet as pq
 from sinr_jax.capping import ClassIndex, cap_per_class
 from sinr_jax.errors import SinrInputError
 
-__all__ = ["Observations", "read_observations", "ClassIndex", "cap_per_class", "DROP_REASONS"]
+__all__ = ["Observations", "read_observations", "ClassIndex", "cap_per_class", "DROP_REASONS",
+           "Fields"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,18 @@ _MAX_EXACT_INT = 2**53  # float64 holds every integer up to here exactly
 _PLAIN_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,3})?$"
 _NAN_WORDS = frozenset(w.lower() for w in pa_csv.ConvertOptions().null_values)
 _SHOW = 5  # offending rows listed per reason in the warning
+
+
+@dataclasses.dataclass(frozen=True)
+class Fields:
+  """Names of the coordinate columns and of the taxon column (None: a one-species file)."""
+  lon: str = LONGITUDE
+  lat: str = LATITUDE
+  taxon: str | None = TAXON
+
+  @property
+  def required(self) -> tuple[str, ...]:
+    return tuple(c for c in (self.lat, self.lon, self.taxon) if c)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: arrays have no single truth value
@@ -72,32 +89,45 @@ class Observations:
 
 
 def read_observations(path, *, strict: bool = False, taxa: Sequence[int] | None = None,
-                      extra_columns: Sequence[str] | None = None) -> Observations:
+                      extra_columns: Sequence[str] | None = None, fields: Fields = Fields(),
+                      crs: str = "", default_taxon: int = 0) -> Observations:
   """Reads a `.csv`, `.csv.gz` or `.parquet`/`.pq` file of (latitude, longitude, taxon_id) rows.
 
   taxa: the classes to keep (ids, or a ClassIndex); other rows are dropped as "other_taxon", and a
     requested taxon left with no rows is an error. extra_columns: the other columns to keep in
-    `extra` (default: all; `()` saves memory on big files).
+    `extra` (default: all; `()` saves memory on big files). fields: the column names; crs: the
+    CRS of the coordinate columns ("" = lon/lat degrees), converted to lon/lat on load.
   """
   path = Path(path)
   parquet = _file_kind(path) == "parquet"
   wanted = None if taxa is None else _requested_taxa(taxa)
+  req = fields.required
+  if crs:
+    from sinr_jax import crs as crs_lib
+    crs_lib.parse(crs, file=path)
   if parquet:
-    cols, first_row = _read_parquet(path, extra_columns), 1
+    cols, first_row = _read_parquet(path, extra_columns, req), 1
   else:
-    cols, first_row = _read_csv(path, extra_columns), 2
-  n = len(cols[TAXON])
+    cols, first_row = _read_csv(path, extra_columns, req), 2
+  n = len(cols[fields.lat])
   if n == 0:
     raise SinrInputError("the file has no data rows", file=path, row=first_row)
   rows = np.arange(first_row, first_row + n, dtype=np.int64)
   if not parquet:
     _warn_if_unterminated(path, last_line=int(rows[-1]))
 
-  lat, lat_bad = _to_float(cols[LATITUDE], path, LATITUDE)
-  lon, lon_bad = _to_float(cols[LONGITUDE], path, LONGITUDE)
-  empty = _nulls(cols[LATITUDE]) & _nulls(cols[LONGITUDE]) & _nulls(cols[TAXON])
-  taxon = _parse_taxa(cols[TAXON], ~empty, path, rows)
-  reason = _coordinate_reasons(cols, lat, lat_bad, lon, lon_bad, empty, path, rows, strict)
+  lat, lat_bad = _to_float(cols[fields.lat], path, fields.lat)
+  lon, lon_bad = _to_float(cols[fields.lon], path, fields.lon)
+  if crs:
+    lon, lat = _projected_to_lonlat(lon, lat, crs)
+  empty = _nulls(cols[fields.lat]) & _nulls(cols[fields.lon])
+  if fields.taxon:
+    empty &= _nulls(cols[fields.taxon])
+    taxon = _parse_taxa(cols[fields.taxon], ~empty, path, rows, fields.taxon)
+  else:
+    taxon = np.full(n, default_taxon, np.int64)
+  reason = _coordinate_reasons(cols, lat, lat_bad, lon, lon_bad, empty, path, rows, strict,
+                               fields, crs)
   if wanted is not None:
     reason[(reason == 0) & ~np.isin(taxon, wanted)] = DROP_REASONS.index("other_taxon") + 1
   counts = np.bincount(reason, minlength=len(DROP_REASONS) + 1)
@@ -113,16 +143,30 @@ def read_observations(path, *, strict: bool = False, taxa: Sequence[int] | None 
     if len(missing):
       listed = ", ".join(str(t) for t in missing[:10]) + (", ..." if len(missing) > 10 else "")
       raise SinrInputError(f"{len(missing)} requested taxa have no usable observations, so their "
-                           f"classes cannot be trained: {listed}", file=path, field=TAXON)
+                           f"classes cannot be trained: {listed}", file=path,
+                           field=fields.taxon or TAXON)
   keep_arrow = pa.array(keep)
   extra = {name: _extra_to_numpy(col.filter(keep_arrow))
-           for name, col in cols.items() if name not in REQUIRED}
+           for name, col in cols.items() if name not in req}
   return Observations(lonlat=np.stack([lon[keep], lat[keep]], axis=1).astype(np.float32),
                       taxon_ids=taxon, rows=rows[keep], source=str(path), extra=extra,
                       dropped=dropped)
 
 
-def _coordinate_reasons(cols, lat, lat_bad, lon, lon_bad, empty, path, rows, strict) -> np.ndarray:
+def _projected_to_lonlat(x: np.ndarray, y: np.ndarray, crs: str):
+  """lon/lat of the finite (x, y); NaN stays NaN, and points PROJ cannot map become inf (so they
+  count as out of range)."""
+  from sinr_jax import crs as crs_lib
+  lon, lat = x.copy(), y.copy()
+  ok = np.isfinite(x) & np.isfinite(y)
+  lon[ok], lat[ok] = crs_lib.to_lonlat(x[ok], y[ok], crs)
+  bad = ok & ~(np.isfinite(lon) & np.isfinite(lat))
+  lon[bad], lat[bad] = np.inf, np.inf
+  return lon, lat
+
+
+def _coordinate_reasons(cols, lat, lat_bad, lon, lon_bad, empty, path, rows, strict,
+                        fields: Fields = Fields(), crs: str = "") -> np.ndarray:
   """Per row 0 (keep) or k for DROP_REASONS[k - 1]; with `strict`, raises on the first bad row."""
   lat_nan, lon_nan = np.isnan(lat) & ~lat_bad, np.isnan(lon) & ~lon_bad
   lat_out, lon_out = np.abs(lat) > 90, np.abs(lon) > 180  # False for NaN, True for inf
@@ -130,9 +174,14 @@ def _coordinate_reasons(cols, lat, lat_bad, lon, lon_bad, empty, path, rows, str
     bad = ~empty & (lat_bad | lon_bad | lat_nan | lon_nan | lat_out | lon_out)
     if bad.any():
       i = int(np.argmax(bad))
-      field = LATITUDE if lat_bad[i] or lat_nan[i] or lat_out[i] else LONGITUDE
-      raise SinrInputError(f"{_describe_coordinate(field, cols[field][i].as_py())} (strict=False "
-                           "drops and counts such rows)", file=path, row=int(rows[i]), field=field)
+      is_lat = bool(lat_bad[i] or lat_nan[i] or lat_out[i])
+      field = fields.lat if is_lat else fields.lon
+      what = _describe_coordinate(field, cols[field][i].as_py(), 90 if is_lat else 180)
+      if crs and not (lat_bad[i] or lon_bad[i] or lat_nan[i] or lon_nan[i]):
+        what = (f"({cols[fields.lon][i].as_py()}, {cols[fields.lat][i].as_py()}) in {crs} does "
+                "not map to a valid lon/lat")
+      raise SinrInputError(f"{what} (strict=False drops and counts such rows)", file=path,
+                           row=int(rows[i]), field=field)
   checks = [empty, lat_bad | lon_bad, lat_nan | lon_nan, lat_out, lon_out]
   reason = np.zeros(len(lat), np.int8)
   for k in range(len(checks), 0, -1):  # reverse order so the first reason that applies wins
@@ -170,7 +219,7 @@ def _requested_taxa(taxa) -> np.ndarray:
   return np.unique(values.astype(np.int64))
 
 
-def _read_header(path: Path) -> list[str]:
+def _read_header(path: Path, required: tuple[str, ...] = REQUIRED) -> list[str]:
   opener = gzip.open if path.name.lower().endswith(".gz") else open
   try:
     with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
@@ -183,24 +232,25 @@ def _read_header(path: Path) -> list[str]:
                          file=path, row=1) from e
   if not line.strip():
     raise SinrInputError("the file is empty" if not line else "line 1 is blank; expected a header "
-                         f"naming {', '.join(REQUIRED)}", file=path, row=1)
+                         f"naming {', '.join(required)}", file=path, row=1)
   return next(csv.reader([line]))
 
 
-def _select_columns(names: list[str], extra_columns, path: Path, row: int | None) -> list[str]:
+def _select_columns(names: list[str], extra_columns, path: Path, row: int | None,
+                    required: tuple[str, ...] = REQUIRED) -> list[str]:
   """The required columns then the extras to keep, after checking they exist."""
   for name, count in collections.Counter(names).items():
     if count > 1:
       raise SinrInputError(f"column {name!r} appears {count} times in the header", file=path,
                            row=row, field=name)
-  extras = [c for c in names if c not in REQUIRED] if extra_columns is None else [
-      c for c in extra_columns if c not in REQUIRED]
+  extras = [c for c in names if c not in required] if extra_columns is None else [
+      c for c in extra_columns if c not in required]
   # Columns that already serve a field are never offered as the spelling of another one.
-  taken = set(REQUIRED) | (set() if extra_columns is None else set(extras))
-  for name in (*REQUIRED, *extras):
+  taken = set(required) | (set() if extra_columns is None else set(extras))
+  for name in (*required, *extras):
     if name not in names:
       raise _missing_column(name, names, path, row, taken=taken)
-  return [*REQUIRED, *extras]
+  return [*required, *extras]
 
 
 def _missing_column(name: str, names: list[str], path: Path, row: int | None, *,
@@ -214,14 +264,15 @@ def _missing_column(name: str, names: list[str], path: Path, row: int | None, *,
                         row=row, field=name)
 
 
-def _read_csv(path: Path, extra_columns) -> dict[str, pa.ChunkedArray]:
-  header = _read_header(path)
-  names = _select_columns(header, extra_columns, path, row=1)
+def _read_csv(path: Path, extra_columns,
+              required: tuple[str, ...] = REQUIRED) -> dict[str, pa.ChunkedArray]:
+  header = _read_header(path, required)
+  names = _select_columns(header, extra_columns, path, 1, required)
   try:  # fast path: coordinates and taxa parse as numbers
-    table = _csv_table(path, header, names, numeric=True)
+    table = _csv_table(path, header, names, numeric=True, required=required)
   except _NotNumeric:  # find and report the offending values from their text
-    table = _csv_table(path, header, names, numeric=False)
-  return {name: table.column(name) if name in REQUIRED else _typed_text(table.column(name))
+    table = _csv_table(path, header, names, numeric=False, required=required)
+  return {name: table.column(name) if name in required else _typed_text(table.column(name))
           for name in names}
 
 
@@ -240,11 +291,12 @@ class _NotNumeric(Exception):
   pass
 
 
-def _csv_table(path: Path, header: list[str], names: list[str], *, numeric: bool) -> pa.Table:
+def _csv_table(path: Path, header: list[str], names: list[str], *, numeric: bool,
+               required: tuple[str, ...] = REQUIRED) -> pa.Table:
   types = {name: pa.string() for name in names}  # extras: text, typed later by _typed_text
   if numeric:
     # taxon_id as float64 too, so that "12.0" passes; ids are checked to be exact integers.
-    types.update({name: pa.float64() for name in REQUIRED})
+    types.update({name: pa.float64() for name in required})
   malformed = []
 
   def on_invalid_row(row):
@@ -308,13 +360,14 @@ def _warn_if_unterminated(path: Path, last_line: int):
                   "off, its last field may be incomplete", path, last_line)
 
 
-def _read_parquet(path: Path, extra_columns) -> dict[str, pa.ChunkedArray]:
+def _read_parquet(path: Path, extra_columns,
+                  required: tuple[str, ...] = REQUIRED) -> dict[str, pa.ChunkedArray]:
   try:
     schema = pq.read_schema(path)
   except (OSError, pa.ArrowException) as e:
     raise SinrInputError(f"cannot read as Parquet ({e}); it may be truncated or corrupt",
                          file=path) from e
-  names = _select_columns(list(schema.names), extra_columns, path, row=None)
+  names = _select_columns(list(schema.names), extra_columns, path, None, required)
   try:
     table = pq.read_table(path, columns=names)
   except (OSError, pa.ArrowException) as e:
@@ -358,16 +411,16 @@ def _to_float(col: pa.ChunkedArray, path: Path, name: str) -> tuple[np.ndarray, 
 
 
 def _parse_taxa(col: pa.ChunkedArray, check: np.ndarray, path: Path,
-                rows: np.ndarray) -> np.ndarray:
+                rows: np.ndarray, name: str = TAXON) -> np.ndarray:
   """int64 taxon ids (0 where not checked); raises on the first checked row that is not an int."""
   if pa.types.is_integer(col.type):
     bad = _nulls(col) & check
     try:
       values = col.fill_null(0).cast(pa.int64()).to_numpy()
     except pa.ArrowInvalid as e:  # uint64 beyond int64
-      raise SinrInputError(f"taxon ids do not fit in int64 ({e})", file=path, field=TAXON) from e
+      raise SinrInputError(f"taxon ids do not fit in int64 ({e})", file=path, field=name) from e
   else:
-    values, non_numeric = _to_float(col, path, TAXON)
+    values, non_numeric = _to_float(col, path, name)
     with np.errstate(invalid="ignore"):
       inexact = ~(np.abs(values) < _MAX_EXACT_INT) | (values != np.round(values))  # NaN: inexact
       bad = check & (non_numeric | inexact)
@@ -377,11 +430,11 @@ def _parse_taxa(col: pa.ChunkedArray, check: np.ndarray, path: Path,
     value = col[i].as_py()
     what = "is empty" if value is None else f"{value!r} is not an integer"
     more = f" ({int(bad.sum())} rows like this)" if bad.sum() > 1 else ""
-    raise SinrInputError(f"taxon id {what}{more}", file=path, row=int(rows[i]), field=TAXON)
+    raise SinrInputError(f"taxon id {what}{more}", file=path, row=int(rows[i]), field=name)
   return values
 
 
-def _describe_coordinate(field: str, value) -> str:
+def _describe_coordinate(field: str, value, limit: int) -> str:
   if value is None:
     return f"{field} is empty or NaN"
   if isinstance(value, str):
@@ -391,8 +444,7 @@ def _describe_coordinate(field: str, value) -> str:
       return f"{field} {value!r} is not a number"
   if np.isnan(value):
     return f"{field} is NaN"
-  return f"{field} {value} is outside [-{90 if field == LATITUDE else 180}, " \
-         f"{90 if field == LATITUDE else 180}]"
+  return f"{field} {value} is outside [-{limit}, {limit}]"
 
 
 def _log_drops(path: Path, rows: np.ndarray, reason: np.ndarray, dropped: dict[str, int], n: int):

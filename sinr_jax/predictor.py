@@ -33,9 +33,12 @@ class RangePredictor:
   """A trained range model: location embeddings and per-species presence probabilities."""
 
   def __init__(self, model: RangeModel, params, encoder: InputEncoder, class_index: ClassIndex,
-               run_dir: str | None = None, step: int | None = None):
+               run_dir: str | None = None, step: int | None = None, covariate_spec=None):
     self.model, self.params, self.encoder = model, params, encoder
     self.class_index, self.run_dir, self.step = class_index, run_dir, step
+    # Point covariates (sinr_jax.covariates.CovariateSpec): column values come with the points
+    # (`covariates=`), GeoTIFF bands are sampled at them.
+    self.covariate_spec = covariate_spec
 
   @property
   def taxa(self) -> np.ndarray:
@@ -53,20 +56,24 @@ class RangePredictor:
       return np.arange(len(self.class_index))
     return self.class_index.encode(taxon_ids(taxa), source="taxa argument")
 
-  def embed(self, lon, lat, *, batch_size: int = 65536) -> np.ndarray:
+  def embed(self, lon, lat, *, covariates=None, batch_size: int = 65536) -> np.ndarray:
     """f_θ at (lon, lat) in degrees → (N, embed_dim)."""
-    return self._map(_embed, lon, lat, batch_size, self.embed_dim)
+    return self._map(_embed, lon, lat, batch_size, self.embed_dim, covariates)
 
-  def predict(self, lon, lat, taxa=None, *, batch_size: int = 16384) -> np.ndarray:
-    """P(presence) of each requested taxon at (lon, lat) in degrees → (N, len(taxa))."""
-    return scipy.special.expit(self.logits(lon, lat, taxa, batch_size=batch_size))
+  def predict(self, lon, lat, taxa=None, *, covariates=None,
+              batch_size: int = 16384) -> np.ndarray:
+    """P(presence) of each requested taxon at (lon, lat) in degrees → (N, len(taxa)).
+    `covariates`: (N, C) values of the covariate columns a model trained on them reads."""
+    return scipy.special.expit(self.logits(lon, lat, taxa, covariates=covariates,
+                                           batch_size=batch_size))
 
-  def logits(self, lon, lat, taxa=None, *, batch_size: int = 16384) -> np.ndarray:
+  def logits(self, lon, lat, taxa=None, *, covariates=None,
+             batch_size: int = 16384) -> np.ndarray:
     """Species logits h_φ(f_θ(x)) → (N, len(taxa)). Ranking by logits avoids the ties float32
     sigmoids create above |z| ≈ 17."""
     cols = self.columns(taxa)
     return self._map(functools.partial(_logits, cols=jnp.asarray(cols)), lon, lat, batch_size,
-                     len(cols))
+                     len(cols), covariates)
 
   def range_map(self, taxon, *, res: int = 5, threshold: float = 0.5, labels=None):
     """One species' range over the land H3 cells at `res`: a `sinr_jax.export.RangeMap` with
@@ -83,26 +90,34 @@ class RangePredictor:
     from sinr_jax.export import save_range_map
     return save_range_map(self, taxon, path, h3_res=res, threshold=threshold, labels=labels)
 
-  def _map(self, fn, lon, lat, batch_size, width):
+  def _map(self, fn, lon, lat, batch_size, width, covariates=None):
     lonlat = _lonlat(lon, lat)
+    cov = None
+    if self.encoder.reads_covariates:
+      cov = self.covariate_spec.at(lonlat, covariates)
+    elif covariates is not None:
+      raise SinrInputError("this model reads no point covariates; leave covariates= out",
+                           field="covariates")
     out = []
     for start in range(0, len(lonlat), batch_size):
       chunk = lonlat[start:start + batch_size]
       n = len(chunk)
-      padded = np.pad(chunk, ((0, batch_size - n), (0, 0))) if len(lonlat) > batch_size else chunk
-      out.append(np.asarray(fn(self.model, self.params, self.encoder, jnp.asarray(padded)))[:n])
+      pad = ((0, batch_size - n if len(lonlat) > batch_size else 0), (0, 0))
+      c = None if cov is None else jnp.asarray(np.pad(cov[start:start + batch_size], pad))
+      out.append(np.asarray(fn(self.model, self.params, self.encoder,
+                               jnp.asarray(np.pad(chunk, pad)), c))[:n])
     return np.concatenate(out, axis=0) if out else np.zeros((0, width), np.float32)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _embed(model, params, encoder, lonlat):
-  x = encoder(coords.normalize(lonlat))
+def _embed(model, params, encoder, lonlat, covariates=None):
+  x = encoder(coords.normalize(lonlat), covariates)
   return model.apply({"params": params}, x, method=RangeModel.embed)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _logits(model, params, encoder, lonlat, cols):
-  emb = _embed(model, params, encoder, lonlat)
+def _logits(model, params, encoder, lonlat, covariates, cols):
+  emb = _embed(model, params, encoder, lonlat, covariates)
   return emb @ params["species_embedding"][cols].T
 
 
@@ -163,13 +178,19 @@ def load(run_dir: str | os.PathLike, *, step: int | None = None,
         file=os.path.join(run_dir, rundir.TAXA_FILE), field="taxa")
   kind = spec["input"]["kind"]
   raster = None
-  if kind != "coords":
+  cov_spec = None
+  if spec["input"].get("covariates"):
+    from sinr_jax.covariates import CovariateSpec
+    cov_spec = CovariateSpec.from_json(spec["input"]["covariates"])
+    encoder = make_encoder(kind, covariate_stats=(cov_spec.mean, cov_spec.scale))
+  elif kind != "coords":
     n_channels = spec["input"]["env_shape"][-1]
     if isinstance(env_raster, np.ndarray):
       raster = validate_raster(env_raster, source="env_raster argument", channels=n_channels)
     else:
       raster = load_raster(env_raster or spec["input"]["env_raster"], channels=n_channels)
-  encoder = make_encoder(kind, raster)
+  if cov_spec is None:
+    encoder = make_encoder(kind, raster)
   model = RangeModel(num_species=m["num_species"], input_dim=m["input_dim"], encoder=m["encoder"],
                      width=m["width"], depth=m["depth"], dropout=m["dropout"])
   state, step = read_checkpoint(os.path.join(run_dir, rundir.CHECKPOINT_DIR), step,
@@ -180,4 +201,4 @@ def load(run_dir: str | os.PathLike, *, step: int | None = None,
   if jax.tree.map(lambda a: a.shape, params) != jax.tree.map(lambda a: a.shape, expected):
     raise CheckpointMismatchError("checkpoint parameters do not match model.json",
                                   file=os.path.join(run_dir, rundir.CHECKPOINT_DIR))
-  return RangePredictor(model, params, encoder, class_index, run_dir, step)
+  return RangePredictor(model, params, encoder, class_index, run_dir, step, cov_spec)

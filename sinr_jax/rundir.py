@@ -27,14 +27,16 @@ CHECKPOINT_DIR = "checkpoints"
 
 def model_spec(*, num_species: int, input_dim: int, encoder: str, width: int, depth: int,
                dropout: float, input_kind: str, env_raster: str | None,
-               env_shape: tuple[int, ...] | None) -> dict:
+               env_shape: tuple[int, ...] | None, covariates: dict | None = None) -> dict:
+  """`covariates`: the point covariates' spec (sinr_jax.covariates.CovariateSpec.to_json)."""
   return {
       "format": FORMAT,
       "model": {"num_species": int(num_species), "input_dim": int(input_dim), "encoder": encoder,
                 "width": int(width), "depth": int(depth), "dropout": float(dropout)},
       "input": {"kind": input_kind,
                 "env_raster": None if env_raster is None else os.path.abspath(env_raster),
-                "env_shape": None if env_shape is None else list(env_shape)},
+                "env_shape": None if env_shape is None else list(env_shape),
+                "covariates": covariates},
   }
 
 

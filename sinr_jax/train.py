@@ -28,7 +28,7 @@ from ecorep.mesh import batch_sharding, data_mesh, is_main_process, replicate, r
 from ecorep.pipeline import batch_iterator, gather_rows
 from ecorep.runconfig import ALLOW_FLAG
 from ecorep.sampler import EpochSampler, run_length
-from sinr_jax import coords, losses, models, rundir
+from sinr_jax import coords, losses, models, rundir, sizing
 from sinr_jax.data import TrainingData, load_training_data
 from sinr_jax.features import InputEncoder, canonical_kind, make_encoder
 from sinr_jax.models import RangeModel
@@ -58,13 +58,12 @@ def validate_config(cfg: ml_collections.ConfigDict, mesh) -> None:
   if m.encoder not in models.ENCODERS:
     raise ConfigError(f"unknown encoder '{m.encoder}'; choose one of "
                       f"{', '.join(models.ENCODERS)}", field="model.encoder")
-  if t.random_locations not in coords.SAMPLERS:
+  if t.random_locations not in coords.RANDOM_LOCATIONS:
     raise ConfigError(f"unknown random-location sampler '{t.random_locations}'; choose one of "
-                      f"{', '.join(coords.SAMPLERS)}", field="train.random_locations")
+                      f"{', '.join(coords.RANDOM_LOCATIONS)}", field="train.random_locations")
   for key, ok, rule in (("train.lr", math.isfinite(t.lr) and t.lr > 0, "a positive number"),
                         ("train.lr_decay", 0 < t.lr_decay <= 1, "in (0, 1]"),
-                        ("train.pos_weight", math.isfinite(t.pos_weight) and t.pos_weight > 0,
-                         "a positive number"),
+                        *sizing.validate(t),
                         ("train.head_block_size", t.head_block_size >= 0, ">= 0 (0: no blocks)"),
                         ("model.width", m.width > 0, "positive"),
                         ("model.depth", m.depth >= 0, ">= 0"),
@@ -84,8 +83,10 @@ def build_model(cfg: ml_collections.ConfigDict, num_species: int, input_dim: int
 
 
 def lr_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
-  """Exponential decay by `lr_decay` once per epoch (the reference's ExponentialLR)."""
-  return optax.exponential_decay(cfg.train.lr, transition_steps=steps_per_epoch,
+  """Exponential decay by `lr_decay` once per epoch (the reference's ExponentialLR), an epoch
+  counting at least train.lr_decay_rows rows (sinr_jax/sizing.py)."""
+  return optax.exponential_decay(cfg.train.lr,
+                                 transition_steps=sizing.decay_steps(cfg.train, steps_per_epoch),
                                  decay_rate=cfg.train.lr_decay, staircase=True)
 
 
@@ -96,21 +97,23 @@ def init_state(model: RangeModel, tx: optax.GradientTransformation, key: jax.Arr
 
 def make_step_fn(model: RangeModel, tx: optax.GradientTransformation,
                  cfg: ml_collections.ConfigDict, mesh) -> Callable:
-  """`step(state, batch, key, encoder) -> (state, metrics)` (not compiled).
+  """`step(state, batch, key, encoder, random_locations) -> (state, metrics)` (not compiled).
 
-  `batch` = {'lonlat': (B,2) degrees, 'label': (B,) class}, sharded along the batch axis.
+  `batch` = {'lonlat': (B,2) degrees, 'label': (B,) class[, 'covariates': (B, C) raw point
+  covariates]}, sharded along the batch axis; `random_locations` a coords.RandomLocations.
   """
   loss_name, loss_fn = losses.get_loss(cfg.train.loss)
   uses_random = loss_name in losses.USES_RANDOM_LOCATIONS
-  sample = coords.SAMPLERS[cfg.train.random_locations]
+  pos_weight = sizing.pos_weight(cfg.train.pos_weight, model.num_species)
   rows = batch_sharding(mesh)
 
-  def step(state: TrainState, batch, key, encoder: InputEncoder):
+  def step(state: TrainState, batch, key, encoder: InputEncoder,
+           random_locations: coords.RandomLocations):
     k_rand, k_drop, k_loss = jax.random.split(key, 3)
-    x = encoder(coords.normalize(batch["lonlat"]))
+    x = encoder(coords.normalize(batch["lonlat"]), batch.get("covariates"))
     n = x.shape[0]
     if uses_random:  # one forward over data and random locations, as the reference does
-      x = jnp.concatenate([x, encoder(sample(k_rand, n))], axis=0)
+      x = jnp.concatenate([x, encoder(*random_locations(k_rand, n))], axis=0)
     x = jax.lax.with_sharding_constraint(x, rows)
 
     def objective(params):
@@ -118,7 +121,7 @@ def make_step_fn(model: RangeModel, tx: optax.GradientTransformation,
                         rngs={"dropout": k_drop})
       return loss_fn(emb=emb[:n], emb_rand=emb[n:] if uses_random else None,
                      species_emb=params["species_embedding"], labels=batch["label"], key=k_loss,
-                     pos_weight=cfg.train.pos_weight, block_size=cfg.train.head_block_size)
+                     pos_weight=pos_weight, block_size=cfg.train.head_block_size)
 
     loss, grads = jax.value_and_grad(objective)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -129,9 +132,14 @@ def make_step_fn(model: RangeModel, tx: optax.GradientTransformation,
 
 
 def make_train_step(model: RangeModel, tx: optax.GradientTransformation, encoder: InputEncoder,
-                    cfg: ml_collections.ConfigDict, mesh) -> Callable:
-  """The compiled `train_step(state, batch, key) -> (state, metrics)` (see ecorep.trainer)."""
-  return trainer.compile_step(make_step_fn(model, tx, cfg, mesh), consts=(encoder,))
+                    cfg: ml_collections.ConfigDict, mesh,
+                    random_locations: coords.RandomLocations | None = None) -> Callable:
+  """The compiled `train_step(state, batch, key) -> (state, metrics)` (see ecorep.trainer).
+  `random_locations` defaults to the global sampler train.random_locations names."""
+  if random_locations is None:
+    random_locations = coords.random_locations(cfg.train.random_locations)
+  return trainer.compile_step(make_step_fn(model, tx, cfg, mesh),
+                              consts=(encoder, random_locations))
 
 
 def _evaluators(cfg, data: TrainingData, model: RangeModel, encoder: InputEncoder) -> dict:
@@ -156,21 +164,32 @@ def _evaluators(cfg, data: TrainingData, model: RangeModel, encoder: InputEncode
 
 
 def train(cfg: ml_collections.ConfigDict, workdir: str, *, mesh=None,
-          stop_at_step: int | None = None, allow_config_change: bool = False) -> TrainResult:
+          stop_at_step: int | None = None, allow_config_change: bool = False,
+          data: TrainingData | None = None, plots: bool = True) -> TrainResult:
   """Trains (or resumes) the run in `workdir`.
 
   `stop_at_step` ends the run after that step as if it were killed there: nothing after the last
-  periodic checkpoint is saved (tests use it to check that resuming is exact).
+  periodic checkpoint is saved (tests use it to check that resuming is exact). `data` replaces
+  what the config's data section names (cross-validation trains on subsets of one loaded set);
+  `plots=False` skips plots/training_curves.png (many small runs: the curves stay in metrics).
   """
+  if cfg.model.get("family", "sinr") == "geo_prior":  # configs/geo_prior.py: its own family
+    from sinr_jax.geo_prior.train import train as train_geo_prior
+    _log.info("model.family=geo_prior: training the geo prior (sinr_jax.geo_prior) in %s",
+              workdir)
+    return train_geo_prior(cfg, workdir, mesh=mesh, stop_at_step=stop_at_step,
+                           allow_config_change=allow_config_change)
   workdir = os.path.abspath(workdir)
   mesh = data_mesh() if mesh is None else mesh
   validate_config(cfg, mesh)
-  data = load_training_data(cfg, workdir)
+  data = load_training_data(cfg, workdir) if data is None else data
   sampler = EpochSampler(len(data.labels), cfg.train.batch_size, seed=cfg.seed)
   total_steps = run_length(num_epochs=cfg.train.num_epochs,
                            steps_per_epoch=sampler.steps_per_epoch,
                            max_steps=cfg.train.max_steps)
-  encoder = make_encoder(cfg.model.input, data.env_raster)
+  spec = data.covariate_spec
+  encoder = make_encoder(cfg.model.input, data.env_raster,
+                         None if spec is None else (spec.mean, spec.scale))
   model = build_model(cfg, len(data.class_index), encoder.input_dim)
   evaluators = _evaluators(cfg, data, model, encoder)
   schedule = lr_schedule(cfg, sampler.steps_per_epoch)
@@ -178,18 +197,20 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, mesh=None,
   key = jax.random.key(cfg.seed)
   state = jax.jit(lambda k: init_state(model, tx, k), out_shardings=replicated(mesh))(key)
   device_encoder = replicate(encoder, mesh)
-  read = gather_rows({"lonlat": data.lonlat, "label": data.labels})
+  read = gather_rows(data.columns())
 
   def run_files(workdir: str, resuming: bool) -> None:
     rundir.write_or_check_model_spec(workdir, rundir.model_spec(
         num_species=len(data.class_index), input_dim=encoder.input_dim,
         encoder=cfg.model.encoder, width=cfg.model.width, depth=cfg.model.depth,
         dropout=cfg.model.dropout, input_kind=encoder.kind, env_raster=data.env_raster_path,
-        env_shape=None if data.env_raster is None else data.env_raster.shape), resuming=resuming)
+        env_shape=None if data.env_raster is None else data.env_raster.shape,
+        covariates=None if spec is None else spec.to_json()), resuming=resuming)
     data.write_class_index(os.path.join(workdir, rundir.TAXA_FILE), resuming=resuming)
 
   task = trainer.Task(
-      name="train", state=state, step=make_train_step(model, tx, device_encoder, cfg, mesh),
+      name="train", state=state, step=make_train_step(
+          model, tx, device_encoder, cfg, mesh, replicate(data.random_locations(), mesh)),
       batches=lambda it_state: batch_iterator(sampler, read, state=it_state),
       total_steps=total_steps, steps_per_epoch=sampler.steps_per_epoch,
       batch_size=cfg.train.batch_size, key=key, mesh=mesh, evaluators=evaluators,
@@ -200,10 +221,11 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, mesh=None,
   _log.info("%d observations of %d species (%s), %d steps of %d (%d per epoch) on %d device(s)",
             len(data.labels), len(data.class_index), data.source, total_steps,
             cfg.train.batch_size, sampler.steps_per_epoch, mesh.devices.size)
+  _log.info(sizing.describe(cfg.train, len(data.class_index), sampler.steps_per_epoch))
   options = trainer.Options.from_config(cfg.train, stop_at_step=stop_at_step,
                                         allow_config_change=allow_config_change)
   result = trainer.fit(task, workdir, options, cfg)
-  if is_main_process() and not result.stopped_early:
+  if plots and is_main_process() and not result.stopped_early:
     from sinr_jax.plots import plot_training_curves
     plot_training_curves(os.path.join(workdir, "metrics.jsonl"),
                          os.path.join(workdir, "plots", "training_curves.png"))
@@ -212,6 +234,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, mesh=None,
 
 
 USAGE = f"""usage: python -m sinr_jax.train --config=configs/sinr.py:<variant> --workdir=<dir>
+       (or --config=configs/geo_prior.py:<variant>: the geo prior, sinr_jax/geo_prior)
          [--config.<key>=<value> ...] [{ALLOW_FLAG}]
          [--distributed | --coordinator=host:port --num_processes=N --process_id=i]"""
 
@@ -225,7 +248,7 @@ def main(argv: list[str]) -> int:
     print(f"run written to {os.path.abspath(workdir)}")
   return run_cli(argv, body, USAGE, errors=(NonFiniteLossError,),
                  flags=("config", "config.<key>", "workdir", ALLOW_FLAG[2:], *DISTRIBUTED_FLAGS),
-                 configs=("sinr_jax.configs.sinr",))
+                 configs=("sinr_jax.configs.sinr", "sinr_jax.configs.geo_prior"))
 
 
 def cli() -> None:

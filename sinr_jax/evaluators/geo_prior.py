@@ -19,6 +19,23 @@ from sinr_jax.scoring import LocationScores
 TOP = (1, 3, 5)
 
 
+def rank_candidates(log_vision: np.ndarray, inds: np.ndarray, log_prior: np.ndarray | None = None,
+                    beta: float = 1.0) -> np.ndarray:
+  """(N, k) class indices best first by log p_vision + β·log P(y|x) (P(y|I)·P(y|x)^β); ties go to
+  the lower class index, as an argmax over a dense class vector does. `log_prior` None (or 0 for
+  a row): the classifier's own ranking. −inf (probability 0) sorts last."""
+  combined = log_vision if log_prior is None else log_vision + beta * log_prior
+  # Descending combined score, ties by ascending class index (lexsort: last key is primary).
+  return np.take_along_axis(inds, np.lexsort((inds, -combined), axis=1), axis=1)
+
+
+def topk_accuracy(ranked: np.ndarray, labels: np.ndarray, tops=TOP) -> dict[int, float]:
+  """{m: fraction of rows whose label is among the first m of `ranked`} for m ≤ k."""
+  hit = ranked == np.asarray(labels)[:, None]
+  return {m: float(hit[:, :m].any(1).mean()) if len(labels) else float("nan")
+          for m in tops if m <= ranked.shape[1]}
+
+
 class GeoPrior:
   name = "geo_prior"
 
@@ -45,15 +62,12 @@ class GeoPrior:
     d = self.data
     k = d.probs.shape[1]
     with np.errstate(divide="ignore"):
-      combined = np.log(d.probs) + self.log_prior(predictor)
-    # Descending combined score, ties by ascending class index (lexsort: last key is primary).
-    ranked = np.take_along_axis(d.inds, np.lexsort((d.inds, -combined), axis=1), axis=1)
+      ranked = rank_candidates(np.log(d.probs), d.inds, self.log_prior(predictor))
     vision = d.inds[:, ::-1]
     hit_v = vision == d.labels[:, None]
-    hit_c = ranked == d.labels[:, None]
     out = {}
-    for m in (t for t in TOP if t <= k):
-      v, c = float(hit_v[:, :m].any(1).mean()), float(hit_c[:, :m].any(1).mean())
+    for m, c in topk_accuracy(ranked, d.labels).items():
+      v = float(hit_v[:, :m].any(1).mean())
       out.update({f"vision_top{m}": v, f"combined_top{m}": c, f"delta_top{m}": c - v})
     taxa = d.model_to_taxa
     out.update({

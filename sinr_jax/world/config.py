@@ -51,6 +51,17 @@ class WorldConfig:
   yearly_growth: float = 1.3  # observations per year grow by this factor, as on iNaturalist.
   seasonality_mean_kappa: float = 1.0  # mean von Mises concentration of a species' day of year.
 
+  # --- geo prior (seed chapter 7); the defaults leave the world exactly as without them ---
+  migratory_fraction: float = 0.0  # share of species that migrate: a breeding range occupied in
+  #   its local summer and a wintering range, equatorward, occupied the other half of the year.
+  migration_deg: float = 35.0  # the wintering home lies about this far equatorward (degrees lat).
+  season_kappa: float = 4.0  # von Mises concentration of a migrant's dates around its season.
+  user_groups: int = 0  # taxon groups photographers specialise in (0: no taxon preferences).
+  user_group_concentration: float = 0.3  # Dirichlet concentration of a photographer's group
+  #   preferences: small values make specialists.
+  user_travel_log_sigma: float = 0.0  # log-normal spread of photographers' home-range sizes
+  #   around user_travel_km (0: one size for all).
+
   def __post_init__(self):
     def need(ok: bool, name: str, msg: str):
       if not ok:
@@ -63,7 +74,8 @@ class WorldConfig:
       need(getattr(self, name) > 0, name, "must be > 0")
     for name in ("radius_log_sigma", "tolerance_log_sigma", "tolerance_channel_sigma",
                  "zipf_exponent", "observer_floor", "home_greenness_weight",
-                 "observer_bias_exponent", "user_travel_floor", "seasonality_mean_kappa"):
+                 "observer_bias_exponent", "user_travel_floor", "seasonality_mean_kappa",
+                 "season_kappa", "user_travel_log_sigma"):
       need(getattr(self, name) >= 0, name, "must be >= 0")
     need(0 <= self.breadth_correlation <= 1, "breadth_correlation", "must be in [0, 1]")
     need(0 < self.suitability_threshold < 1, "suitability_threshold", "must be in (0, 1)")
@@ -75,6 +87,10 @@ class WorldConfig:
     need(self.num_users >= 1, "num_users", "must be >= 1")
     need(self.first_year <= self.last_year, "last_year", "must be >= first_year")
     need(self.yearly_growth > 0, "yearly_growth", "must be > 0")
+    need(0 <= self.migratory_fraction <= 1, "migratory_fraction", "must be in [0, 1]")
+    need(0 < self.migration_deg <= 90, "migration_deg", "must be in (0, 90]")
+    need(self.user_groups >= 0, "user_groups", "must be >= 0")
+    need(self.user_group_concentration > 0, "user_group_concentration", "must be > 0")
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)

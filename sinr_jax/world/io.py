@@ -18,9 +18,11 @@ import scipy.sparse as sp
 from ecorep.io import atomic_directory
 from sinr_jax.errors import SinrInputError
 from sinr_jax.world.config import WorldConfig
+from sinr_jax.world.seasons import Seasons
 from sinr_jax.world.simulate import OBS_COLUMNS, World
 
 FORMAT_VERSION = 1
+SEASONS_FILE = "seasons.npz"
 # pandas < 3 parses floats with a fast, slightly inexact parser unless asked; pandas 3 is exact by
 # default and deprecates the option. Exact parsing makes write -> load reproduce coordinates bit for bit.
 _EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
@@ -44,6 +46,8 @@ def write_world(world: World, directory: str | os.PathLike) -> None:
     np.savez_compressed(tmp / truth_name(world.config.h3_res), cells=world.cells.astype(np.uint64),
                         lonlat=world.cell_lonlat.astype(np.float64), taxa=world.taxa.astype(np.int64),
                         indptr=p.indptr.astype(np.int64), indices=p.indices.astype(np.int32))
+    if world.seasons is not None:  # only worlds with migrants have this file
+      np.savez_compressed(tmp / SEASONS_FILE, **world.seasons.save_arrays())
     meta = {"format_version": FORMAT_VERSION, "config": world.config.to_dict(),
             "env_channels": list(world.env_channels), "summary": world.summary}
     (tmp / "world.json").write_text(json.dumps(meta, indent=2))
@@ -157,8 +161,33 @@ def load_world(directory: str | os.PathLike) -> World:
         row=int(np.argmax(unknown)) + 2 if unknown.any() else None)
   presence = sp.csr_matrix((np.ones(len(truth["indices"]), bool), truth["indices"], truth["indptr"]),
                            shape=(len(taxa), len(truth["cells"])))
+  seasons = None
+  if cfg.migratory_fraction > 0:
+    seasons = _read_seasons(d / SEASONS_FILE, len(taxa), len(truth["cells"]))
   return World(config=cfg, taxa=taxa, observations=obs, env=env, env_channels=channels,
-               cells=truth["cells"], cell_lonlat=truth["lonlat"], presence=presence, summary=summary)
+               cells=truth["cells"], cell_lonlat=truth["lonlat"], presence=presence,
+               summary=summary, seasons=seasons)
+
+
+def _read_seasons(path: pathlib.Path, num_species: int, num_cells: int) -> Seasons:
+  _need(path.is_file(), "missing file (world.json has migratory_fraction > 0)", path)
+  names = ("migratory", "peak", "summer_indptr", "summer_indices", "winter_indptr",
+           "winter_indices")
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      arrays = {k: z[k] for k in names}
+  except KeyError as e:
+    raise SinrInputError(f"missing array {e}", file=path) from e
+  except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    raise SinrInputError(f"cannot read npz ({e})", file=path) from e
+  _need(arrays["migratory"].shape == (num_species,) and arrays["peak"].shape == (num_species,),
+        f"expected ({num_species},) arrays", path, field="migratory")
+  for name in ("summer", "winter"):
+    ip, ix = arrays[f"{name}_indptr"], arrays[f"{name}_indices"]
+    _need(ip.shape == (num_species + 1,) and ip[0] == 0 and np.all(np.diff(ip) >= 0)
+          and ip[-1] == len(ix) and (len(ix) == 0 or (ix.min() >= 0 and ix.max() < num_cells)),
+          "not a valid CSR matrix over the world's taxa and cells", path, field=name)
+  return Seasons.from_arrays(arrays, num_cells)
 
 
 __all__ = ["write_world", "load_world", "truth_name"]

@@ -78,11 +78,18 @@ def jitter_points(rng: np.random.Generator, cells: np.ndarray, cell_lonlat: np.n
 
 
 def assign_users(rng: np.random.Generator, obs_lonlat: np.ndarray, city_lonlat: np.ndarray,
-                 city_pop: np.ndarray, cfg: WorldConfig) -> tuple[np.ndarray, np.ndarray]:
+                 city_pop: np.ndarray, cfg: WorldConfig, *, species: np.ndarray | None = None,
+                 num_species: int = 0,
+                 prefs_rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
   """User index (N,) per observation and the (U,) distinct user ids.
 
   Users live in real cities (drawn ~ sqrt(population)), have Zipf-like activity, and are picked per
   observation with probability ~ activity * (exp(-d/travel) + floor): mostly locals, a few travellers.
+  With cfg.user_travel_log_sigma > 0 each user's home range (travel) is log-normal around
+  cfg.user_travel_km; with cfg.user_groups > 0 the species fall into that many taxon groups and
+  the weight is multiplied by the user's preference for the observation's group (Dirichlet with
+  cfg.user_group_concentration, scaled to mean 1). Both draw from `prefs_rng` only, so the other
+  draws, and the default world, stay as they were.
   """
   u = cfg.num_users
   p_city = np.sqrt(city_pop.astype(np.float64))
@@ -91,22 +98,42 @@ def assign_users(rng: np.random.Generator, obs_lonlat: np.ndarray, city_lonlat: 
   ids = np.sort(rng.choice(np.arange(1, 1_000_000), u, replace=False)).astype(np.int64)
   xyz = unit_vectors(obs_lonlat)
   draws = rng.random(len(xyz))
+  travel, obs_pref = cfg.user_travel_km, None
+  if prefs_rng is not None and cfg.user_travel_log_sigma > 0:
+    travel = cfg.user_travel_km * np.exp(cfg.user_travel_log_sigma * prefs_rng.standard_normal(u))
+  if prefs_rng is not None and cfg.user_groups > 0 and species is not None:
+    num_species = max(num_species, int(species.max(initial=0)) + 1)
+    group = prefs_rng.integers(0, cfg.user_groups, num_species)
+    pref = prefs_rng.dirichlet(np.full(cfg.user_groups, cfg.user_group_concentration), u)
+    obs_pref = (pref * cfg.user_groups + 1e-6)[:, group[species]]  # (U, N)
   out = np.empty(len(xyz), np.int64)
   step = max(1, (1 << 21) // u)
   for i in range(0, len(xyz), step):
     d = EARTH_RADIUS_KM * np.arccos(np.clip(dot_rows(xyz[i:i + step], home), -1, 1))
-    w = activity * (np.exp(-d / cfg.user_travel_km) + cfg.user_travel_floor)
+    w = activity * (np.exp(-d / travel) + cfg.user_travel_floor)
+    if obs_pref is not None:
+      w = w * obs_pref[:, i:i + step].T
     c = np.cumsum(w, axis=1)
     pick = (c < draws[i:i + step, None] * c[:, -1:]).sum(axis=1)
     out[i:i + step] = np.minimum(pick, u - 1)
   return out, ids
 
 
-def draw_dates(rng: np.random.Generator, species: np.ndarray, num_species: int,
-               cfg: WorldConfig) -> np.ndarray:
-  """YYYY-MM-DD strings: year grows geometrically, day of year ~ von Mises around a species' peak."""
+def species_phenology(rng: np.random.Generator, num_species: int,
+                      cfg: WorldConfig) -> tuple[np.ndarray, np.ndarray]:
+  """(peak year angle, von Mises concentration) of every species' observation dates."""
   peak = rng.uniform(-np.pi, np.pi, num_species)
-  kappa = rng.exponential(cfg.seasonality_mean_kappa, num_species)
+  return peak, rng.exponential(cfg.seasonality_mean_kappa, num_species)
+
+
+def draw_dates(rng: np.random.Generator, species: np.ndarray, num_species: int,
+               cfg: WorldConfig,
+               phenology: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+  """YYYY-MM-DD strings: year grows geometrically, day of year ~ von Mises around a species' peak.
+
+  The species' peaks and concentrations are drawn first from `rng` unless `phenology` gives them
+  (new draws of an existing world's observation process, e.g. evaluation images)."""
+  peak, kappa = species_phenology(rng, num_species, cfg) if phenology is None else phenology
   years = np.arange(cfg.first_year, cfg.last_year + 1)
   p_year = cfg.yearly_growth ** (years - cfg.first_year)
   year = years[rng.choice(len(years), len(species), p=p_year / p_year.sum())]

@@ -15,7 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from sinr_jax import grid
-from sinr_jax.world import assets, niches, observers
+from sinr_jax.world import assets, niches, observers, seasons as seasonal
 from sinr_jax.world.config import WorldConfig
 from sinr_jax.world.sphere import unit_vectors
 
@@ -42,6 +42,7 @@ class World:
   cell_lonlat: np.ndarray
   presence: sp.csr_matrix
   summary: dict
+  seasons: seasonal.Seasons | None = None  # migrants' seasonal ranges (cfg.migratory_fraction)
 
   def taxon_names(self) -> list[str]:
     return [species_name(int(t)) for t in self.taxa]
@@ -77,11 +78,23 @@ def summarize(cfg: WorldConfig, obs: pd.DataFrame, taxa: np.ndarray, cells: np.n
   }
 
 
+# One random stream per step. The first eight are the original ones; the geo-prior extensions
+# draw from the last three only, so a world with them off is bit-identical to one made before.
+STREAMS = ("taxa", "homes", "niche", "counts", "cells", "jitter", "users", "dates", "season",
+           "prefs", "redate")
+
+
+def streams(cfg: WorldConfig) -> dict[str, np.random.Generator]:
+  """Fresh generators of every step of `make_world(cfg)` (replayable, e.g. species phenology)."""
+  children = np.random.SeedSequence(cfg.seed).spawn(len(STREAMS))
+  return {name: np.random.default_rng(c) for name, c in zip(STREAMS, children)}
+
+
 def make_world(cfg: WorldConfig | None = None) -> World:
   """Simulates the world described by `cfg`; identical configs give bit-identical worlds."""
   cfg = cfg or WorldConfig()
-  (s_taxa, s_homes, s_niche, s_counts, s_cells, s_jitter, s_users,
-   s_dates) = [np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(8)]
+  (s_taxa, s_homes, s_niche, s_counts, s_cells, s_jitter, s_users, s_dates, s_season, s_prefs,
+   s_redate) = streams(cfg).values()
   num_species = cfg.num_species
   env, channels = assets.env_raster()
   cells, cell_lonlat = grid.land_cells(cfg.h3_res)
@@ -91,11 +104,16 @@ def make_world(cfg: WorldConfig | None = None) -> World:
   cell_xyz = unit_vectors(cell_lonlat)
 
   taxa = np.sort(s_taxa.choice(np.arange(1, 2_000_000), num_species, replace=False)).astype(np.int64)
-  home = s_homes.choice(len(cells), num_species, p=niches.home_weights(
-      cell_lonlat, elev, cell_env[:, channels.index("greenness")], cfg))
+  home_p = niches.home_weights(cell_lonlat, elev, cell_env[:, channels.index("greenness")], cfg)
+  home = s_homes.choice(len(cells), num_species, p=home_p)
   radius, tolerance = niches.draw_niches(s_niche, num_species, len(channels), cfg)
   presence = niches.presence_matrix(home, radius, tolerance, cell_xyz, cell_env,
                                     cfg.suitability_threshold)
+  seasons = None
+  if cfg.migratory_fraction > 0:
+    seasons = seasonal.draw_seasons(s_season, home, radius, tolerance, presence, cell_lonlat,
+                                    cell_xyz, cell_env, home_p, cfg)
+    presence = seasons.presence
 
   city_lonlat, city_pop = assets.cities()
   intensity = observers.observer_intensity(cell_lonlat, city_lonlat, city_pop,
@@ -105,8 +123,12 @@ def make_world(cfg: WorldConfig | None = None) -> World:
   species, cell_idx = observers.sample_obs_cells(s_cells, presence, counts, intensity)
   lonlat = np.round(observers.jitter_points(s_jitter, cells, cell_lonlat, cell_idx,
                                             cfg.jitter_fraction), 6)
-  user_idx, user_ids = observers.assign_users(s_users, lonlat, city_lonlat, city_pop, cfg)
+  user_idx, user_ids = observers.assign_users(s_users, lonlat, city_lonlat, city_pop, cfg,
+                                              species=species, num_species=num_species,
+                                              prefs_rng=s_prefs)
   dates = observers.draw_dates(s_dates, species, num_species, cfg)
+  if seasons is not None:
+    dates = seasons.redate(s_redate, dates, species, cell_idx, cfg.season_kappa)
 
   order = np.lexsort((s_dates.random(len(dates)), dates))  # iNat-like: ids increase with date
   obs = pd.DataFrame({
@@ -116,6 +138,8 @@ def make_world(cfg: WorldConfig | None = None) -> World:
       "observed_on": dates[order].tolist(),
   })
   summary = summarize(cfg, obs, taxa, cells, presence)
+  if seasons is not None:
+    summary["num_migratory"] = int(seasons.migratory.sum())
   return World(config=cfg, taxa=taxa, observations=obs, env=env, env_channels=channels,
                cells=np.array(cells), cell_lonlat=np.array(cell_lonlat), presence=presence,
-               summary=summary)
+               summary=summary, seasons=seasons)

@@ -239,3 +239,91 @@ def test_world_sizes_are_configurable_through_the_sinr_config(repo_root, tmp_pat
   assert world.config.num_observations == 700 and world.config.num_users == 4
   assert abs(len(world.observations) - 700) <= 7 and len(world.taxa) == 6
   assert world.observations.user_id.nunique() <= 4
+
+
+# ---- geo prior extensions: seasons, photographer habits, evaluation images, the classifier ----
+
+SEASONAL = WorldConfig(num_species=60, num_observations=6_000, h3_res=2, seed=3,
+                       migratory_fraction=0.3, user_groups=4, user_group_concentration=0.2)
+
+
+@pytest.fixture(scope="module")
+def seasonal() -> World:
+  return make_world(SEASONAL)
+
+
+def test_extensions_off_leave_the_world_bit_identical(small):
+  """SHA-256 of the SMALL world's observations and truth as generated before the geo-prior
+  extensions existed: with them off (the defaults) the world must not change."""
+  import hashlib
+  obs = hashlib.sha256(small.observations.to_csv(index=False).encode()).hexdigest()
+  truth = hashlib.sha256(small.presence.indptr.tobytes() + small.presence.indices.tobytes())
+  assert obs == "405eedd82c9a3756a48ee9448fb7c011ff12f8975f90cef266015b19baa24cb1"
+  assert truth.hexdigest() == "b8def96de56802b3c41bc370d08859d5ce962dfe9574bb107ddfbe233adc61be"
+  assert small.seasons is None
+
+
+def test_migrants_have_an_equatorward_winter_and_seasonal_dates(seasonal, tmp_path):
+  from sinr_jax.geo_prior.dates import parse_dates
+  s = seasonal.seasons
+  assert s.migratory.sum() == 18 and seasonal.summary["num_migratory"] == 18
+  union = (s.summer + s.winter).astype(bool)
+  assert (union != seasonal.presence).nnz == 0
+  resident = ~s.migratory
+  assert (s.summer[resident] != s.winter[resident]).nnz == 0
+  lat = seasonal.cell_lonlat[:, 1]
+  for sp in np.flatnonzero(s.migratory):  # winters ~35° toward (or across) the equator
+    summer, winter = lat[s.summer[sp].indices].mean(), lat[s.winter[sp].indices].mean()
+    assert abs(winter - summer) > 15
+    if abs(summer) > 10:
+      assert np.sign(summer) * (winter - summer) < 0
+  # A migrant observed only in its breeding range is seen in the half year around its peak.
+  sp_idx, cells = _species_cells(seasonal)
+  day, _ = parse_dates(seasonal.observations["observed_on"].to_numpy(object))
+  mig = s.migratory[sp_idx] & (cells >= 0)
+  only_summer = mig & np.asarray(s.summer[sp_idx, np.maximum(cells, 0)]).ravel() & ~np.asarray(
+      s.winter[sp_idx, np.maximum(cells, 0)]).ravel()
+  assert only_summer.sum() > 100
+  assert s.in_breeding_season(sp_idx[only_summer], day[only_summer]).mean() > 0.9
+  assert s.present(sp_idx[mig], cells[mig], day[mig]).mean() > 0.9
+  seasonal.write(tmp_path / "w")
+  back = load_world(tmp_path / "w")
+  assert (back.seasons.winter != s.winter).nnz == 0 and np.array_equal(back.seasons.peak, s.peak)
+  (tmp_path / "w" / "seasons.npz").unlink()
+  with pytest.raises(SinrInputError, match="seasons.npz"):
+    load_world(tmp_path / "w")
+
+
+def test_photographers_specialise_in_taxon_groups(seasonal):
+  from sinr_jax.world.simulate import streams
+  plain = make_world(WorldConfig(**{**SEASONAL.to_dict(), "user_groups": 0}))
+  group = streams(SEASONAL)["prefs"].integers(0, 4, 60)  # replays assign_users' first draw
+
+  def mean_top_group_share(w):
+    obs = w.observations
+    g = group[np.searchsorted(w.taxa, obs["taxon_id"].to_numpy())]
+    shares = [np.bincount(g[obs["user_id"].to_numpy() == u], minlength=4).max() / n
+              for u, n in obs["user_id"].value_counts().items() if n >= 30]
+    return np.mean(shares)
+  assert mean_top_group_share(seasonal) > mean_top_group_share(plain) + 0.1
+
+
+def test_images_and_lookalike_classifier(seasonal):
+  from sinr_jax.world.classifier import classify, genera, lookalike_partners
+  from sinr_jax.world.images import draw_images
+  images = draw_images(seasonal, np.random.default_rng(0), per_species=10, missing_location=0.1,
+                       missing_date=0.1)
+  assert len(images) == 600 and np.bincount(images["label"]).tolist() == [10] * 60
+  assert 0.05 < images["longitude"].isna().mean() < 0.15
+  assert 0.05 < (images["observed_on"] == "").mean() < 0.15
+  partners = lookalike_partners(seasonal.seasons)
+  assert (partners != partners.T).nnz == 0
+  rows, cols = partners.nonzero()
+  s = seasonal.seasons
+  assert s.migratory[rows].any() and (s.migratory[rows] != s.migratory[cols]).all()
+  labels = images["label"].to_numpy()
+  probs, inds, a = classify(np.random.default_rng(1), labels, genera(seasonal, 5),
+                            target_top1=0.6, genus_affinity=3.0, top_k=5, partners=partners,
+                            partner_affinity=3.0)
+  assert abs(np.mean(inds[:, -1] == labels) - 0.6) < 0.01
+  assert np.all(np.diff(probs, axis=1) >= 0) and probs.sum(1).max() <= 1 + 1e-6
