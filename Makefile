@@ -38,7 +38,7 @@ demo-vision: $(STAMP)
 	$(PY) -m vision_jax.demo --workdir=runs/demo_vision
 
 test: $(STAMP) $(VENDOR_STAMP) browser
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=30 $(PYTEST_ARGS)
 
 $(VENDOR_STAMP): $(VIEWER_WEB)/package-lock.json
 	command -v npm >/dev/null || (apt-get update -qq && $(APT_INSTALL) nodejs npm)

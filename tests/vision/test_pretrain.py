@@ -204,3 +204,15 @@ def test_byol_train_step_moves_the_target_by_the_ema_of_the_new_weights(repo_roo
     np.testing.assert_allclose(t, tau * t0 + (1 - tau) * o, rtol=1e-5, atol=1e-7)
     moved += not np.allclose(t, t0, rtol=0, atol=0)
   assert moved > 0
+
+
+def test_recipes_use_their_papers_augmentations():
+  """The full-size recipes' crops and brightness as their references publish them: SimCLR the TF
+  crop sampler over 8-100% of the area, MoCo v2 torchvision's over 20-100% (--aug-plus), BYOL an
+  additive brightness delta in [-0.4, 0.4] (tf.image.random_brightness)."""
+  from vision_jax.configs import byol, moco, simclr
+  s, m, b = simclr.get_config(""), moco.get_config(""), byol.get_config("")
+  assert (s.data.crop_sampler, tuple(s.data.crop_scale)) == ("tf", (0.08, 1.0))
+  assert (m.data.crop_sampler, tuple(m.data.crop_scale)) == ("torchvision", (0.2, 1.0))
+  assert b.augment.multiplicative_brightness is False and b.augment.brightness == 0.4
+  assert m.augment.multiplicative_brightness is True  # torchvision ColorJitter scales
