@@ -305,7 +305,7 @@ def findings(rows, methods, num_test: int) -> list[str]:
   cams = [acc("cam", l) for l in LEVELS]
   k = 1 + int(np.argmax(cams[1:]))                  # the best coarser level
   gain = cams[k] - cams[0]
-  text = (f"(CAM species / family / order: " + " / ".join(f"{c:.1f}" for c in cams)
+  text = ("(CAM species / family / order: " + " / ".join(f"{c:.1f}" for c in cams)
           + f"; the best coarser level: {LEVELS[k]})")
   if gain < noise:
     out.append(f"- Coarser training labels localise better: {verdict(gain, gain > 0)} {text}.")

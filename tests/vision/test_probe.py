@@ -13,7 +13,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import top_k_accuracy_score
 from sklearn.preprocessing import StandardScaler
 
-from ecorep.checkpoint import Checkpointer
 from vision_jax import datasets, encoder as encoder_lib, input_pipeline, linear_eval, probe
 from vision_jax import features as features_lib
 from vision_jax.errors import VisionInputError
@@ -148,17 +147,10 @@ def test_fine_tune_end_to_end(digits, tiny_encoder):
       np.asarray(variables["params"]["stem_conv"]["kernel"]))
 
 
-def test_linear_eval_cli(tmp_path, tiny_encoder, capsys):
-  module, variables = tiny_encoder
+def test_linear_eval_cli(tmp_path, tiny_encoder, capsys, write_encoder_run):
+  _, variables = tiny_encoder
   run = tmp_path / "run"
-  os.makedirs(run)
-  spec = encoder_lib.model_spec(depth=10, width_multiplier=1, small_stem=True, base_width=8,
-                                image_size=SIZE, method="simclr")
-  with open(run / "model.json", "w") as f:
-    json.dump(spec, f)
-  with Checkpointer(run / "checkpoints") as ckpt:
-    ckpt.save(3, {"state": {"step": np.int32(3), "params": {"backbone": variables["params"]},
-                            "model_state": {"backbone": variables["batch_stats"]}}})
+  write_encoder_run(run, variables, SIZE, step=3)
   args = [f"--run={run}", "--dataset=sklearn_digits", "--config=configs/linear_eval.py:tiny",
           "--labels_per_class=20", "--config.probe.epochs=3"]
   assert linear_eval.main(args) == 0

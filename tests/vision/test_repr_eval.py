@@ -14,14 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ecorep.checkpoint import Checkpointer
 from vision_jax import datasets, encoder as encoder_lib, evaluate_representation as er
 from vision_jax import fgvc, input_pipeline, newt, probe, svm
 from vision_jax.errors import VisionInputError
 from vision_jax.features import Features, compute, data_identity
 from vision_jax.image_sets import open_image_set
 from vision_jax.resnet import ResNet
-from vision_jax.sources import ArraySource, FileListSource
+from vision_jax.sources import FileListSource
 
 SIZE, BATCH = 16, 16
 TINY = "--config=vision_jax.configs.repr_eval:tiny"
@@ -92,17 +91,6 @@ def test_sharded_extraction_cache_and_unreadable_images(tmp_path, encoder):
                                 want[4:36, 10:42])
 
 
-def write_run(run, module, variables):
-  os.makedirs(run)
-  spec = encoder_lib.model_spec(depth=10, width_multiplier=1, small_stem=True, base_width=8,
-                                image_size=SIZE, method="simclr")
-  with open(run / "model.json", "w") as f:
-    json.dump(spec, f)
-  with Checkpointer(run / "checkpoints") as ckpt:
-    ckpt.save(2, {"state": {"step": np.int32(2), "params": {"backbone": variables["params"]},
-                            "model_state": {"backbone": variables["batch_stats"]}}})
-
-
 def write_newt_tree(root):
   """Two tasks of real digits (3 vs 8: appearance/species; 0 vs 6: behavior), published layout."""
   images, labels = datasets.sklearn_digits("all")
@@ -124,9 +112,9 @@ def write_newt_tree(root):
   return rows
 
 
-def test_cli_newt_with_a_run_and_a_features_file(tmp_path, encoder, capsys):
+def test_cli_newt_with_a_run_and_a_features_file(tmp_path, encoder, capsys, write_encoder_run):
   run = tmp_path / "run"
-  write_run(run, encoder.module, jax.tree.map(np.asarray, encoder.variables))
+  write_encoder_run(run, jax.tree.map(np.asarray, encoder.variables), SIZE)
   rows = write_newt_tree(tmp_path / "newt")
   tasks = newt.read_newt(str(tmp_path / "newt"))
   other = tmp_path / "other.npz"  # e.g. features another framework extracted, keyed by image id
