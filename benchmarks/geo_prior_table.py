@@ -32,7 +32,8 @@ from ecorep.config import load_config  # noqa: E402
 from results import update_section  # noqa: E402
 from sinr_jax.geo_prior import evaluate, plots, simulated  # noqa: E402
 from sinr_jax.geo_prior.classifier_file import read_classifier  # noqa: E402
-from sinr_jax.geo_prior.data import load_geo_prior_data, world_directory  # noqa: E402
+from sinr_jax.data import world_directory  # noqa: E402
+from sinr_jax.geo_prior.data import load_geo_prior_data  # noqa: E402
 from sinr_jax.geo_prior.predictor import load  # noqa: E402
 from sinr_jax.train import train  # noqa: E402
 

@@ -64,16 +64,31 @@ class TrainingData:
     return out
 
   def write_class_index(self, path: str, *, resuming: bool) -> None:
-    """Saves the class index, or checks it against the one a resumed run saved."""
-    if resuming and os.path.exists(path):
-      saved = ClassIndex.load(path)
-      if not np.array_equal(saved.taxa, self.class_index.taxa):
-        raise CheckpointMismatchError(
-            f"the run directory was trained on {len(saved)} classes that differ from the "
-            f"{len(self.class_index)} in {self.source}; use a new --workdir", file=path,
-            field="taxa")
-      return
-    self.class_index.save(path)
+    write_class_index(path, self.class_index, self.source, resuming=resuming)
+
+
+def write_class_index(path: str, class_index: ClassIndex, source: str, *,
+                      resuming: bool) -> None:
+  """Saves a run's class index, or checks it against the one a resumed run saved."""
+  if resuming and os.path.exists(path):
+    saved = ClassIndex.load(path)
+    if not np.array_equal(saved.taxa, class_index.taxa):
+      raise CheckpointMismatchError(
+          f"the run directory was trained on {len(saved)} classes that differ from the "
+          f"{len(class_index)} in {source}; use a new --workdir", file=path, field="taxa")
+    return
+  class_index.save(path)
+
+
+def world_directory(cfg: ml_collections.ConfigDict, workdir: str) -> str:
+  """The simulated world of a run without data.train_file (generated on first use)."""
+  world_dir = cfg.data.world_dir or os.path.join(workdir, "world")
+  if jax.process_index() == 0:
+    ensure_world(world_dir, cfg.data.world.to_dict())
+  if jax.process_count() > 1:  # the other processes read what process 0 wrote
+    multihost_utils.sync_global_devices("sinr_jax.data.ensure_world")
+    ensure_world(world_dir, cfg.data.world.to_dict())
+  return world_dir
 
 
 def ensure_world(world_dir: str, world_cfg: dict) -> str:
@@ -105,12 +120,7 @@ def load_training_data(cfg: ml_collections.ConfigDict, workdir: str) -> Training
   if d.train_file:
     path = d.train_file
   else:
-    world_dir = d.world_dir or os.path.join(workdir, "world")
-    if jax.process_index() == 0:
-      ensure_world(world_dir, d.world.to_dict())
-    if jax.process_count() > 1:  # the other processes read what process 0 wrote
-      multihost_utils.sync_global_devices("sinr_jax.data.ensure_world")
-      ensure_world(world_dir, d.world.to_dict())
+    world_dir = world_directory(cfg, workdir)
     path = os.path.join(world_dir, "train.csv")
     raster_path = raster_path or os.path.join(world_dir, "env.npy")
   taxa = None

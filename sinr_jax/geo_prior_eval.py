@@ -69,7 +69,7 @@ def classifier_splits(run_dir: str, cfg, flags: dict, *, bad_dates: str, max_dat
     if cfg.data.train_file:
       raise SinrInputError("this run was trained on a data file, not the simulated world: pass "
                            "--predictions with your classifier's outputs", field="predictions")
-    from sinr_jax.geo_prior.data import world_directory
+    from sinr_jax.data import world_directory
     sim_dir = flags.get("sim_dir") or os.path.join(run_dir, SIM_DIR)
     simulated.ensure_simulated(world_directory(cfg, run_dir), sim_dir,
                                seed=int(flags.get("seed", 0)))

@@ -29,16 +29,9 @@ from sinr_jax.models import RangeModel
 from sinr_jax.observations import ClassIndex
 
 
-class RangePredictor:
-  """A trained range model: location embeddings and per-species presence probabilities."""
-
-  def __init__(self, model: RangeModel, params, encoder: InputEncoder, class_index: ClassIndex,
-               run_dir: str | None = None, step: int | None = None, covariate_spec=None):
-    self.model, self.params, self.encoder = model, params, encoder
-    self.class_index, self.run_dir, self.step = class_index, run_dir, step
-    # Point covariates (sinr_jax.covariates.CovariateSpec): column values come with the points
-    # (`covariates=`), GeoTIFF bands are sampled at them.
-    self.covariate_spec = covariate_spec
+class TaxonColumns:
+  """The taxon ↔ output-column accessors of a trained model with a `class_index` and a `model`
+  that has `embed_dim` (range models and the geo prior)."""
 
   @property
   def taxa(self) -> np.ndarray:
@@ -55,6 +48,18 @@ class RangePredictor:
     if taxa is None:
       return np.arange(len(self.class_index))
     return self.class_index.encode(taxon_ids(taxa), source="taxa argument")
+
+
+class RangePredictor(TaxonColumns):
+  """A trained range model: location embeddings and per-species presence probabilities."""
+
+  def __init__(self, model: RangeModel, params, encoder: InputEncoder, class_index: ClassIndex,
+               run_dir: str | None = None, step: int | None = None, covariate_spec=None):
+    self.model, self.params, self.encoder = model, params, encoder
+    self.class_index, self.run_dir, self.step = class_index, run_dir, step
+    # Point covariates (sinr_jax.covariates.CovariateSpec): column values come with the points
+    # (`covariates=`), GeoTIFF bands are sampled at them.
+    self.covariate_spec = covariate_spec
 
   def embed(self, lon, lat, *, covariates=None, batch_size: int = 65536) -> np.ndarray:
     """f_θ at (lon, lat) in degrees → (N, embed_dim)."""

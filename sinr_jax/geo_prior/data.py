@@ -19,12 +19,10 @@ import dataclasses
 import logging
 import os
 
-import jax
 import ml_collections
 import numpy as np
-from jax.experimental import multihost_utils
 
-from sinr_jax.data import ensure_world
+from sinr_jax.data import world_directory
 from sinr_jax.errors import SinrInputError
 from sinr_jax.geo_prior import dates as date_rules
 from sinr_jax.geo_prior.inat import parse_inat_dates, read_inat_locations
@@ -47,18 +45,6 @@ class GeoPriorData:
   source: str
   dropped: dict
   world_dir: str | None = None
-
-
-def world_directory(cfg: ml_collections.ConfigDict, workdir: str) -> str:
-  """The simulated world of a run without data.train_file (generated on first use)."""
-  d = cfg.data
-  world_dir = d.world_dir or os.path.join(workdir, "world")
-  if jax.process_index() == 0:
-    ensure_world(world_dir, d.world.to_dict())
-  if jax.process_count() > 1:  # the other processes read what process 0 wrote
-    multihost_utils.sync_global_devices("sinr_jax.geo_prior.data.world")
-    ensure_world(world_dir, d.world.to_dict())
-  return world_dir
 
 
 def _read_rows(cfg, workdir):

@@ -26,27 +26,14 @@ from sinr_jax.geo_prior import encoding, rundir
 from sinr_jax.geo_prior.model import GeoPriorModel
 from sinr_jax.geo_prior.train import inference_params
 from sinr_jax.observations import ClassIndex
-from sinr_jax.predictor import _lonlat, taxon_ids
+from sinr_jax.predictor import TaxonColumns, _lonlat
 
 
-class GeoPriorPredictor:
+class GeoPriorPredictor(TaxonColumns):
   def __init__(self, model: GeoPriorModel, params, class_index: ClassIndex, *, use_date: bool,
                wrap: bool, run_dir: str | None = None, step: int | None = None):
     self.model, self.params, self.class_index = model, params, class_index
     self.use_date, self.wrap, self.run_dir, self.step = use_date, wrap, run_dir, step
-
-  @property
-  def taxa(self) -> np.ndarray:
-    return self.class_index.taxa
-
-  @property
-  def embed_dim(self) -> int:
-    return self.model.embed_dim
-
-  def columns(self, taxa=None) -> np.ndarray:
-    if taxa is None:
-      return np.arange(len(self.class_index))
-    return self.class_index.encode(taxon_ids(taxa), source="taxa argument")
 
   def _inputs(self, lon, lat, day):
     lonlat = _lonlat(lon, lat)

@@ -29,6 +29,7 @@ from ecorep.mesh import batch_sharding, data_mesh, is_main_process, replicated
 from ecorep.pipeline import batch_iterator, gather_rows
 from ecorep.sampler import EpochSampler, run_length
 from sinr_jax import coords, losses
+from sinr_jax.data import write_class_index
 from sinr_jax.errors import CheckpointMismatchError
 from sinr_jax.geo_prior import dates as date_rules
 from sinr_jax.geo_prior import encoding, rundir
@@ -180,7 +181,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, mesh=None,
         num_classes=len(data.class_index), num_photographers=num_photographers,
         width=m.width, depth=m.depth, dropout=m.dropout, use_date=m.use_date, wrap=m.wrap,
         input_dim=model.input_dim), resuming=resuming)
-    _class_index_file(workdir, data, resuming)
+    write_class_index(os.path.join(workdir, rundir.TAXA_FILE), data.class_index,
+                      data.source, resuming=resuming)
     _photographer_file(workdir, data.photographers, resuming)
 
   task = trainer.Task(
@@ -205,17 +207,3 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, *, mesh=None,
                            os.path.join(workdir, "plots", "training_curves.png"))
   return GeoPriorTrainResult(workdir=workdir, state=result.state, model=model, data=data,
                              num_steps=result.num_steps, stopped_early=result.stopped_early)
-
-
-def _class_index_file(workdir: str, data: GeoPriorData, resuming: bool) -> None:
-  from sinr_jax.observations import ClassIndex
-  path = os.path.join(workdir, rundir.TAXA_FILE)
-  if resuming and os.path.exists(path):
-    saved = ClassIndex.load(path)
-    if saved != data.class_index:
-      raise CheckpointMismatchError(
-          f"the run was trained on {len(saved)} classes that differ from the "
-          f"{len(data.class_index)} in {data.source}; use a new --workdir", file=path,
-          field="taxa")
-    return
-  data.class_index.save(path)

@@ -23,8 +23,9 @@ def test_mesh_spans_all_devices_and_shards_batches():
 def test_batch_size_must_divide_devices():
   mesh = data_mesh()
   assert check_batch_size(64, mesh) == 64
-  with pytest.raises(ConfigError, match="batch size 60 is not divisible by the 8 devices"):
+  with pytest.raises(ConfigError, match="batch size 60 is not divisible by the 8 devices") as e:
     check_batch_size(60, mesh)
+  assert e.value.field == "train.batch_size"  # the key the user sets, not a bare batch_size
   assert check_batch_size(3, data_mesh(jax.devices()[:1])) == 3
 
 
